@@ -1,0 +1,215 @@
+"""The ASGI WebTransport contract as types.
+
+This module is the single source of truth for the message schema specified in
+``docs/asgi-webtransport.md``. Servers (our hypercorn adapter, the in-process test
+client, the Python client) produce and consume exactly these dictionaries, and the
+session layer is written against nothing else, so any server that speaks the spec can
+host a :class:`~starlette_webtransport.session.WebTransportSession`.
+
+Stream ids follow QUIC numbering on every side of the contract: bit 0 tells who opened
+the stream (0 client, 1 server) and bit 1 tells the direction (0 bidirectional,
+1 unidirectional). Using the transport's own ids keeps the server's hot path free of
+translation tables and lets logs be correlated with packet captures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, Literal, NotRequired, TypedDict
+
+SPEC_VERSION = "1.0"
+"""Version of the schema in ``docs/asgi-webtransport.md``; servers put it in the scope."""
+
+Headers = Iterable[tuple[bytes, bytes]]
+
+
+class WebTransportExtension(TypedDict):
+    """``scope["extensions"]["webtransport"]``: facts about this session's transport."""
+
+    session_id: str
+    """Unique across the server's lifetime, unlike the CONNECT stream id."""
+    stream_id: int
+    """The CONNECT stream's QUIC id (the WebTransport session id on the wire)."""
+    draft: str
+    """The draft family spoken with this peer: ``"draft02"``, ``"draft07"``,
+    ``"draft13"`` or ``"draft15"``."""
+    max_datagram_size: int
+    """Largest datagram payload, in bytes, the server can send in one QUIC packet."""
+    connection: dict[str, Any]
+    """Static facts about the QUIC connection (``id``, ``alpn``, ``local``, ``remote``)."""
+
+
+class WebTransportScope(TypedDict):
+    type: Literal["webtransport"]
+    asgi: dict[str, str]
+    http_version: str
+    scheme: str
+    method: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    root_path: str
+    headers: list[tuple[bytes, bytes]]
+    client: tuple[str, int] | None
+    server: tuple[str, int] | None
+    subprotocols: list[str]
+    extensions: dict[str, Any]
+    state: NotRequired[dict[str, Any]]
+
+
+# --- server -> application (returned by ``receive``) -------------------------------
+
+
+class ConnectEvent(TypedDict):
+    type: Literal["webtransport.connect"]
+
+
+class StreamReceiveEvent(TypedDict):
+    """Data on a stream the app can read. The first one for a peer-opened stream id
+    announces the stream (``data`` may then be empty)."""
+
+    type: Literal["webtransport.stream.receive"]
+    stream: int
+    data: bytes
+    end_stream: bool
+
+
+class StreamResetEvent(TypedDict):
+    """The peer abandoned its sending side (RESET_STREAM). ``code`` is ``None`` when the
+    peer's HTTP/3 error code is outside the WebTransport application range."""
+
+    type: Literal["webtransport.stream.reset"]
+    stream: int
+    code: int | None
+
+
+class StreamStopSendingEvent(TypedDict):
+    """The peer will not read more (STOP_SENDING); the server has reset our side."""
+
+    type: Literal["webtransport.stream.stop_sending"]
+    stream: int
+    code: int | None
+
+
+class StreamOpenedEvent(TypedDict):
+    """Reply to ``webtransport.stream.open``; replies come in request order."""
+
+    type: Literal["webtransport.stream.opened"]
+    stream: int
+    bidirectional: bool
+
+
+class DatagramReceiveEvent(TypedDict):
+    type: Literal["webtransport.datagram.receive"]
+    data: bytes
+
+
+class DrainEvent(TypedDict):
+    """The peer asked us to wind the session down (WT_DRAIN_SESSION)."""
+
+    type: Literal["webtransport.drain"]
+
+
+class DisconnectEvent(TypedDict):
+    """The session is over; always the last event. ``code``/``reason`` come from the
+    peer's WT_CLOSE_SESSION, or are 0/"" for a bare FIN or a lost connection."""
+
+    type: Literal["webtransport.disconnect"]
+    code: int
+    reason: str
+
+
+ReceiveEvent = (
+    ConnectEvent
+    | StreamReceiveEvent
+    | StreamResetEvent
+    | StreamStopSendingEvent
+    | StreamOpenedEvent
+    | DatagramReceiveEvent
+    | DrainEvent
+    | DisconnectEvent
+)
+
+# --- application -> server (passed to ``send``) -------------------------------------
+
+
+class AcceptMessage(TypedDict):
+    type: Literal["webtransport.accept"]
+    subprotocol: NotRequired[str | None]
+    headers: NotRequired[Headers]
+
+
+class RejectMessage(TypedDict):
+    """Only before accept: answer the CONNECT with this HTTP status."""
+
+    type: Literal["webtransport.reject"]
+    status: int
+    headers: NotRequired[Headers]
+
+
+class CloseMessage(TypedDict):
+    """After accept: WT_CLOSE_SESSION with code and reason, then FIN. Before accept:
+    a rejection with status 403, as ``websocket.close`` does."""
+
+    type: Literal["webtransport.close"]
+    code: NotRequired[int]
+    reason: NotRequired[str]
+
+
+class DrainMessage(TypedDict):
+    type: Literal["webtransport.drain"]
+
+
+class DatagramSendMessage(TypedDict):
+    type: Literal["webtransport.datagram.send"]
+    data: bytes
+
+
+class StreamOpenMessage(TypedDict):
+    type: Literal["webtransport.stream.open"]
+    bidirectional: bool
+
+
+class StreamSendMessage(TypedDict):
+    type: Literal["webtransport.stream.send"]
+    stream: int
+    data: bytes
+    end_stream: NotRequired[bool]
+
+
+class StreamResetMessage(TypedDict):
+    type: Literal["webtransport.stream.reset"]
+    stream: int
+    code: NotRequired[int]
+
+
+class StreamStopSendingMessage(TypedDict):
+    type: Literal["webtransport.stream.stop_sending"]
+    stream: int
+    code: NotRequired[int]
+
+
+SendMessage = (
+    AcceptMessage
+    | RejectMessage
+    | CloseMessage
+    | DrainMessage
+    | DatagramSendMessage
+    | StreamOpenMessage
+    | StreamSendMessage
+    | StreamResetMessage
+    | StreamStopSendingMessage
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def is_client_initiated(stream_id: int) -> bool:
+    return stream_id & 0x1 == 0
+
+
+def is_unidirectional(stream_id: int) -> bool:
+    return stream_id & 0x2 != 0

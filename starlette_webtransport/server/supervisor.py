@@ -1,0 +1,79 @@
+"""Worker processes and code reloading for ``run()``.
+
+hypercorn's own multi-worker mode shares one UDP socket between processes, so the kernel
+hands each packet to any worker and QUIC connections break. Here every worker binds its own
+socket with SO_REUSEPORT, which hashes the UDP 4-tuple and so keeps each connection on one
+process. The certificate is made once, by the supervisor, so all workers present the same
+hash to browsers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .certs import generate_certificate, write_certificate
+
+RELOAD_POLL_INTERVAL = 0.5
+
+
+def _worker(app: Any, serve_kwargs: dict[str, Any]) -> None:
+    import asyncio
+
+    from .serve import _run_one
+
+    sys.exit(asyncio.run(_run_one(app, quiet=True, **serve_kwargs)))
+
+
+def _snapshot(root: Path) -> dict[Path, float]:
+    return {path: path.stat().st_mtime for path in root.rglob("*.py") if ".venv" not in path.parts}
+
+
+def supervise(app: Any, *, workers: int, reload: bool, serve_kwargs: dict[str, Any]) -> int:
+    """Run ``workers`` server processes until SIGINT/SIGTERM; restart them on code changes."""
+    if not isinstance(app, str):
+        raise ValueError("workers and reload need the app as a 'module:attr' string")
+    kwargs = dict(serve_kwargs)
+    if kwargs.get("certfile") is None:
+        certificate = generate_certificate()
+        certfile, keyfile = write_certificate(
+            certificate, Path(tempfile.mkdtemp(prefix="starlette-webtransport-"))
+        )
+        kwargs["certfile"], kwargs["keyfile"] = str(certfile), str(keyfile)
+        print(f"certificate sha256: {certificate.sha256_hex}", flush=True)
+    kwargs["workers"] = workers
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def _stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    root = Path.cwd()
+    while True:
+        processes = [
+            context.Process(target=_worker, args=(app, kwargs), daemon=False)
+            for _ in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        snapshot = _snapshot(root) if reload else {}
+        changed = False
+        while not stopping and not changed and any(p.is_alive() for p in processes):
+            time.sleep(RELOAD_POLL_INTERVAL)
+            changed = reload and _snapshot(root) != snapshot
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: each worker drains its sessions
+        for process in processes:
+            process.join()
+        if stopping or not changed:
+            return 0 if stopping else max((p.exitcode or 0) for p in processes)
+        print("code changed: restarting workers", flush=True)

@@ -1,0 +1,96 @@
+"""The session's datagrams.
+
+Received datagrams wait in a bounded queue: when it is full the oldest is dropped and
+counted in :attr:`WebTransportDatagramTransport.dropped`. Dropping the oldest (not the
+newest) suits what datagrams carry, fresh state that supersedes old state, and a
+reader that falls behind never stalls the session's streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from .exceptions import DatagramTooLargeError, SessionClosedError
+
+if TYPE_CHECKING:
+    from .session import WebTransportSession
+
+
+class WebTransportDatagramTransport:
+    """``session.datagrams``: send and receive the session's datagrams."""
+
+    def __init__(self, session: WebTransportSession, *, max_datagram_size: int) -> None:
+        self._session = session
+        self._max_datagram_size = max_datagram_size
+        self._queue: deque[bytes] = deque()
+        self._queue_size = session._config.datagram_queue_size
+        self._arrived = asyncio.Event()
+        self._dropped = 0
+
+    @property
+    def max_datagram_size(self) -> int:
+        """Largest payload the server can send in one packet (from the scope)."""
+        return self._max_datagram_size
+
+    @property
+    def dropped(self) -> int:
+        """Received datagrams dropped because the queue was full."""
+        return self._dropped
+
+    @property
+    def queued(self) -> int:
+        """Received datagrams waiting for ``receive()``."""
+        return len(self._queue)
+
+    async def send(self, data: bytes) -> None:
+        """Send one datagram; :class:`DatagramTooLargeError` (nothing sent) if it exceeds
+        :attr:`max_datagram_size`. Delivery is not guaranteed."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"datagram data must be bytes, not {type(data).__name__}")
+        payload = bytes(data)
+        if len(payload) > self._max_datagram_size:
+            raise DatagramTooLargeError(len(payload), self._max_datagram_size)
+        await self._session._send_stream_message(
+            {"type": "webtransport.datagram.send", "data": payload}
+        )
+        self._session._stats.datagrams_sent += 1
+        self._session._datagram_bytes_sent += len(payload)
+
+    async def receive(self) -> bytes:
+        """The oldest queued datagram, waiting for one; :class:`SessionClosedError` once
+        the session is closed and the queue is empty."""
+        while not self._queue:
+            if self._session.is_closed:
+                raise SessionClosedError(
+                    "the session is closed",
+                    code=self._session.close_code,
+                    reason=self._session.close_reason or "",
+                )
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self._queue.popleft()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.receive()
+        except SessionClosedError:
+            raise StopAsyncIteration from None
+
+    def _deliver(self, data: bytes) -> bytes | None:
+        """Queue ``data``; return the datagram dropped to make room, if any."""
+        dropped = None
+        if len(self._queue) >= self._queue_size:
+            dropped = self._queue.popleft()
+            self._dropped += 1
+        self._queue.append(data)
+        self._arrived.set()
+        return dropped
+
+    def _wake(self) -> None:
+        self._arrived.set()

@@ -1,0 +1,407 @@
+"""Stream objects of a session.
+
+A stream is a pair of sides: the receiving side buffers what the session's reader hands
+it, the sending side is nothing but ``await send(...)`` of contract messages, so a write
+waits exactly as long as the server's backpressure says. Streams are created by the
+session (``create_*_stream()``, ``incoming_streams()``), never by the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from . import constants
+from .exceptions import (
+    SessionClosedError,
+    StreamClosedError,
+    StreamResetError,
+    StreamStoppedError,
+)
+from .state import StreamDirection, StreamState
+
+if TYPE_CHECKING:
+    from .session import WebTransportSession
+
+
+class _Side(StrEnum):
+    OPEN = "open"
+    FINISHED = "finished"
+    """FIN: received from the peer (receiving side) or sent by us (sending side)."""
+    RESET = "reset"
+    """RESET_STREAM: received from the peer (receiving) or sent by us (sending)."""
+    STOPPED = "stopped"
+    """STOP_SENDING: sent by us (receiving side) or received from the peer (sending)."""
+    ABORTED = "aborted"
+    """The session ended while the side was open."""
+
+
+def check_code(code: int) -> None:
+    if not isinstance(code, int) or not 0 <= code <= constants.MAX_ERROR_CODE:
+        raise ValueError(f"error codes are integers 0..{constants.MAX_ERROR_CODE}, got {code!r}")
+
+
+class _StreamBase:
+    _DIRECTION: ClassVar[StreamDirection]
+
+    def __init__(self, session: WebTransportSession, stream_id: int) -> None:
+        self._session = session
+        self._stream_id = stream_id
+        direction = self._DIRECTION
+        self._recv: _Side | None = None if direction is StreamDirection.SEND_ONLY else _Side.OPEN
+        self._send: _Side | None = (
+            None if direction is StreamDirection.RECEIVE_ONLY else _Side.OPEN
+        )
+        self._created_at = time.monotonic()
+        self._half_closed_at: float | None = None
+        self._closed_counted = False
+        # receiving side
+        self._buffer = bytearray()
+        self._reset_code: int | None = None
+        self._readable = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._reading = False
+        self._bytes_received = 0
+        # sending side
+        self._stop_code: int | None = None
+        self._writes_in_flight = 0
+        self._writes_idle = asyncio.Event()
+        self._writes_idle.set()
+        self._bytes_sent = 0
+        self._max_write_wait = 0.0
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} id={self._stream_id} state={self.state.value}>"
+
+    @property
+    def stream_id(self) -> int:
+        """The QUIC stream id (bit 0: opener, 0 client / 1 server; bit 1: unidirectional)."""
+        return self._stream_id
+
+    @property
+    def direction(self) -> StreamDirection:
+        return self._DIRECTION
+
+    @property
+    def state(self) -> StreamState:
+        recv_done = self._recv is not None and self._recv is not _Side.OPEN
+        send_done = self._send is not None and self._send is not _Side.OPEN
+        if self._recv is None:
+            return StreamState.CLOSED if send_done else StreamState.OPEN
+        if self._send is None:
+            return StreamState.CLOSED if recv_done else StreamState.OPEN
+        if recv_done and send_done:
+            return StreamState.CLOSED
+        if send_done:
+            return StreamState.HALF_CLOSED_LOCAL
+        if recv_done:
+            return StreamState.HALF_CLOSED_REMOTE
+        return StreamState.OPEN
+
+    # --- hooks for the session's reader ----------------------------------------------
+
+    def _feed(self, data: bytes, end_stream: bool) -> None:
+        self._buffer += data
+        self._bytes_received += len(data)
+        if end_stream:
+            self._recv = _Side.FINISHED
+        self._readable.set()
+        if len(self._buffer) > self._session._config.stream_buffer_size:
+            self._space.clear()
+
+    def _peer_reset(self, code: int | None) -> None:
+        self._recv = _Side.RESET
+        self._reset_code = code
+        self._readable.set()
+
+    def _peer_stopped(self, code: int | None) -> bool:
+        self._stop_code = code
+        if self._send is not _Side.OPEN:
+            return False
+        self._send = _Side.STOPPED
+        return True
+
+    def _abort(self) -> None:
+        if self._recv is _Side.OPEN:
+            self._recv = _Side.ABORTED
+        if self._send is _Side.OPEN:
+            self._send = _Side.ABORTED
+        self._readable.set()
+        self._space.set()
+
+    def _debug(self) -> dict[str, Any]:
+        now = time.monotonic()
+        info: dict[str, Any] = {
+            "stream_id": self._stream_id,
+            "direction": self._DIRECTION.value,
+            "state": self.state.value,
+            "age": now - self._created_at,
+        }
+        if self._recv is not None:
+            info |= {
+                "receive_side": self._recv.value,
+                "buffered": len(self._buffer),
+                "bytes_received": self._bytes_received,
+                "reset_code": self._reset_code,
+            }
+        if self._send is not None:
+            info |= {
+                "send_side": self._send.value,
+                "bytes_sent": self._bytes_sent,
+                "writes_in_flight": self._writes_in_flight,
+                "max_write_wait": self._max_write_wait,
+                "stop_code": self._stop_code,
+            }
+        if self._half_closed_at is not None:
+            info["half_closed_for"] = now - self._half_closed_at
+        return info
+
+    def _session_closed_error(self) -> SessionClosedError:
+        session = self._session
+        return SessionClosedError(
+            f"stream {self._stream_id}: the session is closed",
+            code=session.close_code,
+            reason=session.close_reason or "",
+        )
+
+
+class WebTransportReceiveStream(_StreamBase):
+    """A stream we read: a peer-opened unidirectional one, or either side of a bidi one."""
+
+    _DIRECTION = StreamDirection.RECEIVE_ONLY
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes as soon as any are available (all until EOF if ``n < 0``);
+        ``b""`` at EOF. Data buffered before a peer reset is returned first, then
+        :class:`StreamResetError` is raised."""
+        if n == 0:
+            return b""
+        if n > 0:
+            while not self._buffer:
+                if self._recv is _Side.FINISHED:
+                    return b""
+                await self._wait_for_data()
+            return self._take(n)
+        chunks = bytearray()
+        try:
+            while True:
+                if self._buffer:
+                    chunks += self._take(len(self._buffer))
+                elif self._recv is _Side.FINISHED:
+                    return bytes(chunks)
+                else:
+                    await self._wait_for_data()
+        except BaseException:
+            self._restore(chunks)
+            raise
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; :class:`asyncio.IncompleteReadError` (with the partial
+        data) on an earlier EOF. On a reset or cancellation the partial data goes back
+        to the buffer, so nothing is lost."""
+        if n < 0:
+            raise ValueError(f"readexactly() needs n >= 0, got {n}")
+        data = bytearray()
+        try:
+            while len(data) < n:
+                if self._buffer:
+                    data += self._take(n - len(data))
+                elif self._recv is _Side.FINISHED:
+                    raise asyncio.IncompleteReadError(bytes(data), n)
+                else:
+                    await self._wait_for_data()
+        except asyncio.IncompleteReadError:
+            raise
+        except BaseException:
+            self._restore(data)
+            raise
+        return bytes(data)
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        """Data up to and including ``separator``. At EOF without it:
+        :class:`asyncio.IncompleteReadError`. When ``stream_buffer_size`` bytes arrive
+        without it: :class:`asyncio.LimitOverrunError`, and the data stays buffered."""
+        if not separator:
+            raise ValueError("readuntil() needs a non-empty separator")
+        limit = self._session._config.stream_buffer_size
+        start = 0
+        while True:
+            index = self._buffer.find(separator, start)
+            if index >= 0:
+                return self._take(index + len(separator))
+            if len(self._buffer) > limit:
+                raise asyncio.LimitOverrunError(
+                    f"separator not found in the first {len(self._buffer)} bytes "
+                    f"(stream_buffer_size is {limit})",
+                    len(self._buffer),
+                )
+            start = max(0, len(self._buffer) - len(separator) + 1)
+            if self._recv is _Side.FINISHED:
+                partial = self._take(len(self._buffer))
+                raise asyncio.IncompleteReadError(partial, None)
+            await self._wait_for_data()
+
+    def at_eof(self) -> bool:
+        """True once the peer's FIN arrived and everything before it was read."""
+        return self._recv is _Side.FINISHED and not self._buffer
+
+    async def stop_sending(self, code: int = 0) -> None:
+        """Tell the peer we will read no more (STOP_SENDING) and drop unread data."""
+        check_code(code)
+        self._buffer.clear()
+        self._space.set()
+        self._readable.set()
+        side = self._recv
+        if side is _Side.OPEN:
+            self._recv = _Side.STOPPED
+            await self._session._send_stream_message(
+                {"type": "webtransport.stream.stop_sending", "stream": self._stream_id, "code": code}
+            )
+            self._session._stats.stream_errors += 1
+            await self._session._stream_changed(self)
+        elif side is _Side.FINISHED or side is _Side.RESET:
+            self._recv = _Side.STOPPED
+
+    async def close(self) -> None:
+        """Stop reading: STOP_SENDING with code 0 unless the peer already finished."""
+        await self.stop_sending(0)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self.read(constants.ITER_CHUNK_SIZE)
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        if len(self._buffer) <= self._session._config.stream_buffer_size:
+            self._space.set()
+        return data
+
+    def _restore(self, data: bytearray) -> None:
+        if data and self._recv is not _Side.STOPPED:
+            self._buffer[:0] = data
+
+    async def _wait_for_data(self) -> None:
+        """Wait for more data, or raise if none can come (EOF is the caller's business)."""
+        side = self._recv
+        if side is _Side.RESET:
+            raise StreamResetError(self._reset_code, stream_id=self._stream_id)
+        if side is _Side.STOPPED:
+            raise StreamClosedError(
+                f"stream {self._stream_id}: stop_sending() was called, nothing more to read",
+                stream_id=self._stream_id,
+            )
+        if side is _Side.ABORTED:
+            raise self._session_closed_error()
+        if self._reading:
+            raise RuntimeError(
+                f"stream {self._stream_id}: another coroutine is already waiting for data"
+            )
+        self._reading = True
+        self._readable.clear()
+        try:
+            await self._readable.wait()
+        finally:
+            self._reading = False
+
+
+class WebTransportSendStream(_StreamBase):
+    """A stream we write: one we opened unidirectionally, or either side of a bidi one."""
+
+    _DIRECTION = StreamDirection.SEND_ONLY
+
+    async def write(self, data: bytes, *, end_stream: bool = False) -> None:
+        """Send ``data`` (FIN too if ``end_stream``). Returns when the server took it,
+        which waits while QUIC flow or congestion control holds the stream back."""
+        self._check_writable()
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"stream data must be bytes, not {type(data).__name__}")
+        payload = bytes(data)
+        if end_stream:
+            self._send = _Side.FINISHED
+        self._writes_in_flight += 1
+        self._writes_idle.clear()
+        started = time.monotonic()
+        try:
+            await self._session._send_stream_message(
+                {
+                    "type": "webtransport.stream.send",
+                    "stream": self._stream_id,
+                    "data": payload,
+                    "end_stream": end_stream,
+                }
+            )
+        finally:
+            self._writes_in_flight -= 1
+            if not self._writes_in_flight:
+                self._writes_idle.set()
+        waited = time.monotonic() - started
+        self._bytes_sent += len(payload)
+        self._max_write_wait = max(self._max_write_wait, waited)
+        self._session._record_write(self, len(payload), waited)
+        if end_stream:
+            await self._session._stream_changed(self)
+
+    async def drain(self) -> None:
+        """Wait until writes in flight from other tasks were taken by the server; raise
+        if the peer stopped the stream. (``write`` itself already waits for backpressure.)"""
+        await self._writes_idle.wait()
+        if self._send is _Side.STOPPED:
+            raise StreamStoppedError(self._stop_code, stream_id=self._stream_id)
+        if self._send is _Side.ABORTED:
+            raise self._session_closed_error()
+
+    async def reset(self, code: int = 0) -> None:
+        """Abandon the sending side (RESET_STREAM); unsent data is discarded. No-op once
+        the side is finished, reset or stopped, as for the server."""
+        check_code(code)
+        if self._send is not _Side.OPEN:
+            return
+        self._send = _Side.RESET
+        await self._session._send_stream_message(
+            {"type": "webtransport.stream.reset", "stream": self._stream_id, "code": code}
+        )
+        self._session._stats.stream_errors += 1
+        await self._session._stream_changed(self)
+
+    async def close(self) -> None:
+        """Send FIN; no-op if the sending side is already done."""
+        if self._send is _Side.OPEN:
+            await self.write(b"", end_stream=True)
+
+    def _check_writable(self) -> None:
+        side = self._send
+        if side is _Side.OPEN:
+            return
+        if side is _Side.STOPPED:
+            raise StreamStoppedError(self._stop_code, stream_id=self._stream_id)
+        if side is _Side.ABORTED:
+            raise self._session_closed_error()
+        raise StreamClosedError(
+            f"stream {self._stream_id}: cannot write after "
+            + ("close()" if side is _Side.FINISHED else "reset()"),
+            stream_id=self._stream_id,
+        )
+
+
+class WebTransportStream(WebTransportSendStream, WebTransportReceiveStream):
+    """A bidirectional stream: both sides, each closed independently."""
+
+    _DIRECTION = StreamDirection.BIDIRECTIONAL
+
+    async def close(self) -> None:
+        """Send FIN (half-close); reading goes on until the peer finishes too."""
+        await WebTransportSendStream.close(self)
+
+
+StreamType = WebTransportStream | WebTransportReceiveStream
+"""What ``incoming_streams()`` yields: bidi streams, or the peer's unidirectional ones."""
