@@ -16,21 +16,21 @@ and received datagrams go to a bounded queue that drops the oldest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.buffer import size_uint_var
-from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
+from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, Setting
 from aioquic.h3.events import (
     DatagramReceived,
     DataReceived,
@@ -39,7 +39,6 @@ from aioquic.h3.events import (
     WebTransportStreamDataReceived,
 )
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import (
     ConnectionTerminated,
     HandshakeCompleted,
@@ -50,7 +49,6 @@ from aioquic.quic.events import (
 )
 from aioquic.quic.packet import QuicErrorCode
 from aioquic.tls import AlertDescription
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..asgi import SPEC_VERSION, Message, is_client_initiated, is_unidirectional
 from ..protocol.errors import (
@@ -70,8 +68,10 @@ from ..protocol.settings import (
 )
 from ..protocol.state import SessionClosed, SessionDraining, SessionProtocol
 from ..server.certs import describe_certificate
+from ..server.h3 import SessionGone
 from ..server.quic import CONNECTION_WINDOW, STREAM_WINDOW, WebTransportQuicConnection
-from ..session import SessionConfig, WebTransportSession
+from ..session.config import SessionConfig
+from ..session.session import WebTransportSession
 
 MAX_DATAGRAM_FRAME_SIZE = 65536
 """Advertised ``max_datagram_frame_size``: servers may send us datagrams only if we set it."""
@@ -93,6 +93,10 @@ _SHORT_HEADER_OVERHEAD = 1 + 4 + 16
 """A short-header packet's first byte, longest packet number and AEAD tag; the peer's
 connection id comes on top."""
 
+_URL_SAFE = "!$%&'()*+,/:;=?@~"
+"""Left as they are in a path or query; anything else (spaces, non-ASCII) is
+percent-encoded, as browsers do."""
+
 _session_ids = itertools.count(1)
 
 
@@ -112,15 +116,16 @@ class WebTransportConnectError(ConnectionError):
         self.headers = list(headers)
 
 
-class SessionGone(OSError):
-    """Raised from ``send`` once the session is over, as a closed WebSocket would."""
-
-
 class _ClientH3Connection(H3Connection):
-    """aioquic's H3 connection sending the SETTINGS every server draft keys on."""
+    """aioquic's H3 connection sending the SETTINGS every server draft keys on.
+
+    ENABLE_CONNECT_PROTOCOL is a server's promise to accept extended CONNECT; aioquic
+    sends it from clients too, browsers do not.
+    """
 
     def _get_local_settings(self) -> dict[int, int]:
         settings = super()._get_local_settings()
+        del settings[Setting.ENABLE_CONNECT_PROTOCOL]
         settings.update(client_settings(FlowControlLimits()))
         return settings
 
@@ -128,7 +133,12 @@ class _ClientH3Connection(H3Connection):
 @dataclass(slots=True)
 class _Stream:
     receiving: bool
+    """The application still gets this stream's data."""
     sending: bool
+    """The application may still write it."""
+    drained: bool
+    """QUIC will deliver nothing more for it (FIN or reset received, or never readable).
+    Until then the stream is remembered, so that late data is recognised and dropped."""
 
 
 class _SessionChannel:
@@ -139,10 +149,11 @@ class _SessionChannel:
     stream data.
     """
 
-    def __init__(self, connection: _ClientProtocol, stream_id: int) -> None:
+    def __init__(self, connection: _ClientProtocol, stream_id: int, draft: Draft) -> None:
         self.connection = connection
         self.quic = connection.quic
         self.stream_id = stream_id
+        self.draft = draft
         self.protocol = SessionProtocol()
         self.streams: dict[int, _Stream] = {}
         self.events: deque[Message] = deque()
@@ -150,14 +161,13 @@ class _SessionChannel:
         self.datagrams_dropped = 0
         self.waiter: asyncio.Future[None] | None = None
         self.established = False
-        self.finished = False  # we sent WT_CLOSE_SESSION or FIN: the app may send nothing
+        self.finished = False  # WT_CLOSE_SESSION or FIN sent: the app may send nothing more
         self.disconnected: Message | None = None
-        # Ids below these were never WebTransport streams of ours (the CONNECT stream,
-        # HTTP/3's control and QPACK streams); peer ids at or above the high-water marks
-        # were never opened.
+        self.max_datagram_size = 0
+        # Our ids below these are not WebTransport streams (the CONNECT stream, HTTP/3's
+        # control and QPACK streams); peer ids at or above these were never opened.
         self.first_own = {False: stream_id + 4, True: self.quic.get_next_available_stream_id(True)}
         self.next_peer = {False: 1, True: 3}
-        self.max_datagram_size = 0
 
     # --- network -> application -----------------------------------------------------
 
@@ -179,9 +189,12 @@ class _SessionChannel:
                 if message is self.disconnected:
                     return message
                 self.events.popleft()
-                if message["type"] == "webtransport.stream.receive" and message["data"]:
-                    if self.quic.release(message["stream"], len(message["data"])):
-                        self.connection.transmit_soon()
+                if (
+                    message["type"] == "webtransport.stream.receive"
+                    and message["data"]
+                    and self.quic.release(message["stream"], len(message["data"]))
+                ):
+                    self.connection.transmit_soon()
                 return message
             self.waiter = asyncio.get_running_loop().create_future()
             try:
@@ -189,32 +202,34 @@ class _SessionChannel:
             finally:
                 self.waiter = None
 
-    def established_with(self, max_datagram_size: int) -> None:
+    def establish(self, max_datagram_size: int) -> None:
+        """The server answered 2xx."""
         self.protocol.accept()
         self.established = True
         self.max_datagram_size = max_datagram_size
 
     def owns_bidi(self, stream_id: int) -> bool:
-        """Our own bidirectional streams carry no header in the server's direction, so
-        their data must not reach aioquic's H3 parser, which would read it as frames."""
+        """Our bidirectional streams carry no header in the server's direction, so their
+        data must bypass aioquic's H3 parser, which would read it as HTTP/3 frames."""
         return is_client_initiated(stream_id) and stream_id in self.streams
 
     def stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         stream = self.streams.get(stream_id)
         if stream is None:
-            if is_client_initiated(stream_id):
-                return  # one of ours that we already finished with
+            # QUIC delivers nothing for streams we forgot, so this is a new peer stream.
             unidirectional = is_unidirectional(stream_id)
-            if stream_id < self.next_peer[unidirectional]:
-                return  # a peer stream we already finished with
-            self.next_peer[unidirectional] = stream_id + 4
+            self.next_peer[unidirectional] = max(self.next_peer[unidirectional], stream_id + 4)
             if self.disconnected is not None or len(self.streams) >= MAX_PEER_STREAMS:
                 self._refuse(stream_id, WT_BUFFERED_STREAM_REJECTED)
-                return
-            stream = self.streams[stream_id] = _Stream(
-                receiving=True, sending=not unidirectional
-            )
+                stream = self.streams[stream_id]
+            else:
+                stream = self.streams[stream_id] = _Stream(
+                    receiving=True, sending=not unidirectional, drained=False
+                )
+        if end_stream:
+            stream.drained = True
         if not stream.receiving:
+            self._maybe_forget(stream_id, stream)
             return
         if data:
             self.quic.hold(stream_id, len(data))
@@ -231,32 +246,33 @@ class _SessionChannel:
         )
 
     def _refuse(self, stream_id: int, code: int) -> None:
-        try:
-            self.quic.stop_stream(stream_id, code)
-            if not is_unidirectional(stream_id):
-                self.quic.reset_stream(stream_id, code)
-        except ValueError:
-            pass  # aioquic has already discarded the stream
-        self.connection.forget_h3_stream(stream_id)
+        """Refuse a peer stream; it is remembered until the peer's reset or FIN."""
+        self.quic.stop_stream(stream_id, code)
+        if not is_unidirectional(stream_id):
+            self.quic.reset_stream(stream_id, code)
+        self.streams[stream_id] = _Stream(receiving=False, sending=False, drained=False)
         self.connection.transmit_soon()
 
     def refuse_orphan(self, stream_id: int) -> None:
         """A stream for a session that is not ours."""
-        self._refuse(stream_id, WT_SESSION_GONE)
+        if stream_id not in self.streams:
+            self._refuse(stream_id, WT_SESSION_GONE)
 
     def stream_reset(self, stream_id: int, error_code: int) -> None:
         stream = self.streams.get(stream_id)
-        if stream is None or not stream.receiving:
+        if stream is None:
             return
-        stream.receiving = False
+        stream.drained = True
+        if stream.receiving:
+            stream.receiving = False
+            self._push(
+                {
+                    "type": "webtransport.stream.reset",
+                    "stream": stream_id,
+                    "code": http3_to_app(error_code),
+                }
+            )
         self._maybe_forget(stream_id, stream)
-        self._push(
-            {
-                "type": "webtransport.stream.reset",
-                "stream": stream_id,
-                "code": http3_to_app(error_code),
-            }
-        )
 
     def stop_sending(self, stream_id: int, error_code: int) -> None:
         stream = self.streams.get(stream_id)
@@ -311,28 +327,21 @@ class _SessionChannel:
 
     def terminate(self, code: int, reason: str, *, reset: bool = True) -> None:
         """End the session: reset its streams (WT_SESSION_GONE) and tell the app last."""
-        if reset:
-            for stream_id, stream in self.streams.items():
-                try:
-                    if stream.sending:
-                        self.quic.reset_stream(stream_id, WT_SESSION_GONE)
-                    if stream.receiving:
-                        self.quic.stop_stream(stream_id, WT_SESSION_GONE)
-                except ValueError:
-                    pass  # aioquic has already discarded the stream
-            self.connection.transmit_soon()
-        for stream_id in self.streams:
-            self.quic.forget(stream_id)
-            self.connection.forget_h3_stream(stream_id)
-        self.streams.clear()
+        for stream_id, stream in list(self.streams.items()):
+            if reset and stream.sending:
+                self.quic.reset_stream(stream_id, WT_SESSION_GONE)
+            if reset and not stream.drained:
+                self.quic.stop_stream(stream_id, WT_SESSION_GONE)
+            stream.sending = stream.receiving = False
+            self._maybe_forget(stream_id, stream)
+        self.connection.transmit_soon()
         self.disconnected = {"type": "webtransport.disconnect", "code": code, "reason": reason}
         self._push(self.disconnected)
         self.connection.wake_writers()
 
     def _maybe_forget(self, stream_id: int, stream: _Stream) -> None:
-        if not stream.receiving and not stream.sending:
+        if stream.drained and not stream.sending:
             del self.streams[stream_id]
-            self.quic.forget(stream_id)
             self.connection.forget_h3_stream(stream_id)
 
     # --- application -> network -----------------------------------------------------
@@ -340,31 +349,34 @@ class _SessionChannel:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "webtransport.stream.send":
-            await self._stream_send(message["stream"], message["data"], message.get("end_stream", False))
+            await self._stream_send(
+                message["stream"], message["data"], message.get("end_stream", False)
+            )
         elif kind == "webtransport.datagram.send":
             await self._datagram_send(message["data"])
         elif kind == "webtransport.stream.open":
             self._open(bool(message["bidirectional"]))
         elif kind == "webtransport.stream.reset":
-            code = app_to_http3(message.get("code", 0))
-            stream_id = message["stream"]
-            stream = self._writable(stream_id)
-            if stream is not None:
-                self.quic.reset_stream(stream_id, code)
-                stream.sending = False
-                self._maybe_forget(stream_id, stream)
-                self.connection.transmit_soon()
+            self._reset(message["stream"], app_to_http3(message.get("code", 0)))
         elif kind == "webtransport.stream.stop_sending":
-            self._stop_sending(message["stream"], app_to_http3(message.get("code", 0)))
+            self._stop(message["stream"], app_to_http3(message.get("code", 0)))
         elif kind == "webtransport.close":
-            self._close(message.get("code", 0), message.get("reason", ""))
+            self.close(message.get("code", 0), message.get("reason", ""))
         elif kind == "webtransport.drain":
             self._check_open()
             self.connection.send_connect_data(self.protocol.drain(), end_stream=False)
         elif kind in ("webtransport.accept", "webtransport.reject"):
-            raise RuntimeError(f"{kind} is for servers; a client session is established by connect()")
+            raise RuntimeError(f"{kind} is for servers: connect() established this session")
         else:
             raise ValueError(f"unknown message type {kind!r}")
+
+    def close(self, code: int = 0, reason: str = "") -> None:
+        """WT_CLOSE_SESSION, then FIN, then reset the session's streams."""
+        self._check_open()
+        capsule = self.protocol.close(code, reason)
+        self.finished = True
+        self.connection.send_connect_data(capsule, end_stream=True)
+        self.terminate(code, reason)
 
     def _check_open(self) -> None:
         if self.finished or self.disconnected is not None:
@@ -375,35 +387,61 @@ class _SessionChannel:
         stream_id = self.connection.h3.create_webtransport_stream(
             self.stream_id, is_unidirectional=not bidirectional
         )
-        self.streams[stream_id] = _Stream(receiving=bidirectional, sending=True)
+        self.streams[stream_id] = _Stream(
+            receiving=bidirectional, sending=True, drained=not bidirectional
+        )
         self.connection.transmit_soon()
         self._push(
-            {"type": "webtransport.stream.opened", "stream": stream_id, "bidirectional": bidirectional}
+            {
+                "type": "webtransport.stream.opened",
+                "stream": stream_id,
+                "bidirectional": bidirectional,
+            }
         )
 
-    def _writable(self, stream_id: int) -> _Stream | None:
-        """The stream if we may still write it; ``None`` if it already ended, in which
-        case the application learns why from events."""
+    def _known(self, stream_id: int, *, write: bool) -> _Stream | None:
+        """The stream's record, ``None`` for a stream of this session that has ended
+        (the app learns why from events); ``ValueError`` for any other id."""
         self._check_open()
         stream = self.streams.get(stream_id)
         if stream is not None:
-            return stream if stream.sending else None
+            return stream
         unidirectional = is_unidirectional(stream_id)
-        if is_client_initiated(stream_id):
-            if stream_id < self.first_own[unidirectional]:
-                raise ValueError(f"stream {stream_id} is not a WebTransport stream of this session")
-            if stream_id >= self.quic.get_next_available_stream_id(unidirectional):
-                raise ValueError(f"stream {stream_id} was never opened")
-            return None
-        if unidirectional:
-            raise ValueError(f"stream {stream_id} is a server unidirectional stream: read-only")
-        if stream_id >= self.next_peer[unidirectional]:
+        ours = is_client_initiated(stream_id)
+        if unidirectional and ours != write:
+            mode = "write-only" if ours else "read-only"
+            owner = "client" if ours else "server"
+            raise ValueError(f"stream {stream_id} is a {owner} unidirectional stream: {mode}")
+        if ours and stream_id < self.first_own[unidirectional]:
+            raise ValueError(f"stream {stream_id} is not a WebTransport stream of this session")
+        if ours:
+            opened = stream_id < self.quic.get_next_available_stream_id(unidirectional)
+        else:
+            opened = stream_id < self.next_peer[unidirectional]
+        if not opened:
             raise ValueError(f"stream {stream_id} was never opened")
         return None
 
+    def _reset(self, stream_id: int, code: int) -> None:
+        stream = self._known(stream_id, write=True)
+        if stream is None or not stream.sending:
+            return
+        self.quic.reset_stream(stream_id, code)
+        stream.sending = False
+        self._maybe_forget(stream_id, stream)
+        self.connection.transmit_soon()
+
+    def _stop(self, stream_id: int, code: int) -> None:
+        stream = self._known(stream_id, write=False)
+        if stream is None or not stream.receiving:
+            return
+        self.quic.stop_stream(stream_id, code)
+        stream.receiving = False
+        self.connection.transmit_soon()
+
     async def _stream_send(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        stream = self._writable(stream_id)
-        if stream is None:
+        stream = self._known(stream_id, write=True)
+        if stream is None or not stream.sending:
             return
         self.quic.send_stream_data(stream_id, data, end_stream)
         self.connection.transmit_soon()
@@ -412,9 +450,9 @@ class _SessionChannel:
             self._maybe_forget(stream_id, stream)
             return
         while (
-            self.connection.buffered(stream_id) > STREAM_HIGH_WATER
-            and stream.sending
+            stream.sending
             and self.disconnected is None
+            and self.connection.buffered(stream_id) > STREAM_HIGH_WATER
         ):
             await self.connection.writable()
 
@@ -430,43 +468,6 @@ class _SessionChannel:
         self.connection.h3.send_datagram(self.stream_id, data)
         self.connection.transmit_soon()
 
-    def _stop_sending(self, stream_id: int, code: int) -> None:
-        self._check_open()
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            if is_client_initiated(stream_id) and is_unidirectional(stream_id):
-                raise ValueError(f"stream {stream_id} is a client unidirectional stream: write-only")
-            self._writable_or_finished(stream_id)
-            return
-        if not stream.receiving:
-            return
-        try:
-            self.quic.stop_stream(stream_id, code)
-        except ValueError:
-            pass  # aioquic has already discarded the stream
-        stream.receiving = False
-        self.quic.forget(stream_id)
-        self._maybe_forget(stream_id, stream)
-        self.connection.transmit_soon()
-
-    def _writable_or_finished(self, stream_id: int) -> None:
-        """Raise for ids that were never streams of this session."""
-        unidirectional = is_unidirectional(stream_id)
-        if is_client_initiated(stream_id):
-            if stream_id < self.first_own[unidirectional]:
-                raise ValueError(f"stream {stream_id} is not a WebTransport stream of this session")
-            if stream_id >= self.quic.get_next_available_stream_id(unidirectional):
-                raise ValueError(f"stream {stream_id} was never opened")
-        elif stream_id >= self.next_peer[unidirectional]:
-            raise ValueError(f"stream {stream_id} was never opened")
-
-    def _close(self, code: int, reason: str) -> None:
-        self._check_open()
-        capsule = self.protocol.close(code, reason)
-        self.finished = True
-        self.connection.send_connect_data(capsule, end_stream=True)
-        self.terminate(code, reason)
-
 
 class _ClientProtocol(QuicConnectionProtocol):
     """One QUIC connection carrying one WebTransport session."""
@@ -481,9 +482,7 @@ class _ClientProtocol(QuicConnectionProtocol):
         self.channel: _SessionChannel | None = None
         loop = asyncio.get_running_loop()
         self.settings_received: asyncio.Future[None] = loop.create_future()
-        self.response: asyncio.Future[tuple[list[tuple[bytes, bytes]], bool]] = (
-            loop.create_future()
-        )
+        self.response: asyncio.Future[list[tuple[bytes, bytes]]] = loop.create_future()
         self.failure: WebTransportConnectError | None = None
         self._writable: asyncio.Future[None] | None = None
 
@@ -578,20 +577,37 @@ class _ClientProtocol(QuicConnectionProtocol):
 
     def _h3_event(self, event: H3Event) -> None:
         channel = self.channel
+        if channel is None:
+            return  # nothing can belong to a session before its CONNECT is sent
         if isinstance(event, WebTransportStreamDataReceived):
-            if channel is not None and event.session_id == channel.stream_id:
+            if event.session_id == channel.stream_id:
                 channel.stream_data(event.stream_id, event.data, event.stream_ended)
-            elif channel is not None:
+            else:
                 channel.refuse_orphan(event.stream_id)
-        elif channel is None or event.stream_id != channel.stream_id:
-            return
         elif isinstance(event, DatagramReceived):
-            channel.datagram(event.data)
+            if event.stream_id == channel.stream_id:
+                channel.datagram(event.data)
         elif isinstance(event, HeadersReceived):
-            if not self.response.done():
-                self.response.set_result((event.headers, event.stream_ended))
-        elif isinstance(event, DataReceived) and channel.established:
+            if event.stream_id == channel.stream_id and not self.response.done():
+                self._response_received(channel, event)
+        elif (
+            isinstance(event, DataReceived)
+            and event.stream_id == channel.stream_id
+            and channel.established
+        ):
             channel.connect_stream_data(event.data, event.stream_ended)
+
+    def _response_received(self, channel: _SessionChannel, event: HeadersReceived) -> None:
+        """Settle the session as the answer arrives: capsules may follow in the same
+        packet, before ``connect()`` gets to run again."""
+        status = _status(event.headers)
+        if status is not None and 100 <= status < 200:
+            return  # interim response
+        self.response.set_result(event.headers)
+        if status is not None and 200 <= status < 300:
+            channel.establish(self.max_datagram_size(channel.stream_id))
+            if event.stream_ended:
+                channel.connect_stream_data(b"", True)
 
     def _handshake_completed(self) -> None:
         hashes = self._certificate_hashes
@@ -662,15 +678,17 @@ def _parse_url(url: str) -> _Target:
         raise ValueError(f"WebTransport URLs cannot have a fragment: {url!r}")
     if parts.username is not None or parts.password is not None:
         raise ValueError(f"WebTransport URLs cannot carry credentials: {url!r}")
-    host = parts.hostname
-    if not host:
+    if not parts.hostname:
         raise ValueError(f"no host in {url!r}")
-    port = parts.port or 443
-    authority = parts.netloc
-    path = parts.path or "/"
+    path = quote(parts.path or "/", safe=_URL_SAFE)
     if parts.query:
-        path = f"{path}?{parts.query}"
-    return _Target(host=host, port=port, authority=authority, path=path)
+        path = f"{path}?{quote(parts.query, safe=_URL_SAFE)}"
+    return _Target(
+        host=parts.hostname.encode("idna").decode("ascii"),
+        port=parts.port or 443,
+        authority=parts.netloc.encode("idna").decode("ascii"),
+        path=path,
+    )
 
 
 def _request_headers(
@@ -683,7 +701,7 @@ def _request_headers(
         (b":method", b"CONNECT"),
         (b":protocol", b"webtransport"),
         (b":scheme", b"https"),
-        (b":authority", target.authority.encode("idna")),
+        (b":authority", target.authority.encode("ascii")),
         (b":path", target.path.encode("ascii")),
         (DRAFT02_HEADER + b"02", b"1"),
     ]
@@ -728,7 +746,7 @@ def _quic_configuration(
     return configuration
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def connect(
     url: str,
     *,
@@ -738,15 +756,15 @@ async def connect(
     headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     origin: str | None = None,
     protocols: Sequence[str] | None = None,
-    timeout: float = 10.0,
+    timeout: float = 10.0,  # noqa: ASYNC109 (bounds establishment only, not the body)
     config: SessionConfig | None = None,
 ) -> AsyncIterator[WebTransportSession]:
-    """Open a WebTransport session to ``url`` and close it (and its connection) on exit.
+    """Open a WebTransport session to ``url``; on exit close it and its connection.
 
     The server's certificate is verified against the system CAs, or ``cafile``; or, as
     browsers do with ``serverCertificateHashes``, only its SHA-256 is compared with
-    ``certificate_hashes``. ``timeout`` bounds everything up to the server's 2xx.
-    A non-2xx answer raises :class:`WebTransportConnectError` with its ``status``.
+    ``certificate_hashes``. ``timeout`` bounds everything up to the server's 2xx. A
+    non-2xx answer raises :class:`WebTransportConnectError` with its ``status``.
     """
     target = _parse_url(url)
     configuration = _quic_configuration(
@@ -769,19 +787,19 @@ async def connect(
                     family=family,
                 )
                 protocol.connect(address)
-                channel = await _establish(protocol, target, request)
+                channel, response_headers = await _establish(protocol, target, request)
         except TimeoutError:
             raise TimeoutError(f"no WebTransport session with {url} within {timeout} s") from None
-        scope = _scope(protocol, transport, target, channel, protocols, address)
+        scope = _scope(transport, target, channel, response_headers, protocols, address)
         session = WebTransportSession(scope, channel.receive, channel.send, config=config)
         await session.initialize()
         try:
             yield session
         finally:
-            if not channel.finished:
-                channel.send({"type": "webtransport.close"}).close() if False else channel._close(0, "")
+            await session.close()
     finally:
         if protocol is not None:
+            protocol.transmit()  # once closing, aioquic sends nothing but CONNECTION_CLOSE
             protocol.close(error_code=ErrorCode.H3_NO_ERROR)
         if transport is not None:
             transport.close()
@@ -789,12 +807,12 @@ async def connect(
 
 async def _establish(
     protocol: _ClientProtocol, target: _Target, request: list[tuple[bytes, bytes]]
-) -> _SessionChannel:
+) -> tuple[_SessionChannel, list[tuple[bytes, bytes]]]:
     """Handshake, wait for the server's SETTINGS, send the CONNECT, read the answer."""
-    try:
+    with contextlib.suppress(ConnectionError):  # protocol.failure says why
         await protocol.wait_connected()
-    except ConnectionError:
-        raise protocol.failure or WebTransportConnectError("QUIC handshake failed") from None
+    if protocol.failure is not None:
+        raise protocol.failure
     await protocol.settings_received
     h3 = protocol.h3
     draft = negotiate_draft(h3.received_settings or {})
@@ -803,37 +821,35 @@ async def _establish(
             f"{target.authority} does not offer WebTransport in its HTTP/3 SETTINGS"
         )
     stream_id = protocol.quic.get_next_available_stream_id()
-    channel = protocol.channel = _SessionChannel(protocol, stream_id)
-    channel.draft = draft
+    channel = protocol.channel = _SessionChannel(protocol, stream_id, draft)
     h3.send_headers(stream_id, request)
     protocol.transmit()
-    headers, ended = await protocol.response
-    status = _status(headers)
-    if not 200 <= status < 300:
+    headers = await protocol.response
+    if not channel.established:
+        status = _status(headers)
         raise WebTransportConnectError(
             f"the server answered the CONNECT with status {status}", status=status, headers=headers
         )
-    channel.established_with(protocol.max_datagram_size(stream_id))
-    if ended:
-        channel.connect_stream_data(b"", True)
-    return channel
+    return channel, [(name, value) for name, value in headers if not name.startswith(b":")]
 
 
-def _status(headers: Sequence[tuple[bytes, bytes]]) -> int:
+def _status(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name == b":status":
-            return int(value)
-    raise WebTransportConnectError("the server's response has no :status")
+            return int(value) if value.isdigit() else None
+    return None
 
 
 def _scope(
-    protocol: _ClientProtocol,
     transport: asyncio.DatagramTransport,
     target: _Target,
     channel: _SessionChannel,
+    response_headers: list[tuple[bytes, bytes]],
     protocols: Sequence[str] | None,
     address: Any,
 ) -> dict[str, Any]:
+    """The session's scope, seen from the client: ``headers`` are the server's response
+    headers (what the peer said, as on the server side), ``server`` is the peer."""
     raw_path, _, query = target.path.encode("ascii").partition(b"?")
     local = transport.get_extra_info("sockname")
     local_address = (local[0], local[1]) if local else None
@@ -848,7 +864,7 @@ def _scope(
         "raw_path": raw_path,
         "query_string": query,
         "root_path": "",
-        "headers": [],
+        "headers": response_headers,
         "client": local_address,
         "server": remote_address,
         "subprotocols": list(protocols or ()),
@@ -860,7 +876,7 @@ def _scope(
                 "draft": str(channel.draft),
                 "max_datagram_size": channel.max_datagram_size,
                 "connection": {
-                    "id": protocol.quic.host_cid.hex(),
+                    "id": channel.quic.host_cid.hex(),
                     "alpn": "h3",
                     "local": local_address,
                     "remote": remote_address,

@@ -132,6 +132,11 @@ def load_certificate(certfile: Path) -> CertificateInfo:
         certificate = x509.load_pem_x509_certificate(certfile.read_bytes())
     except ValueError as exc:
         raise ValueError(f"{certfile} does not hold a PEM certificate: {exc}") from None
+    return describe_certificate(certificate)
+
+
+def describe_certificate(certificate: x509.Certificate) -> CertificateInfo:
+    """The hash of ``certificate`` and the reasons browsers would refuse to pin it."""
     not_before = certificate.not_valid_before_utc
     not_after = certificate.not_valid_after_utc
     problems: list[str] = []

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from aioquic.h3.connection import H3Connection
+from aioquic.h3.connection import FrameType, H3Connection, H3Stream
 from aioquic.h3.events import (
     DatagramReceived,
     DataReceived,
@@ -101,6 +101,20 @@ class WebTransportH3Connection(H3Connection):
         settings = super()._get_local_settings()
         settings.update(server_settings(self._limits, max_sessions=self._limits.max_streams_bidi))
         return settings
+
+    def create_webtransport_stream(self, session_id: int, is_unidirectional: bool = False) -> int:
+        """Open a stream, and for a bidirectional one remember that it is WebTransport.
+
+        aioquic writes the stream header but keeps no state for a locally opened
+        bidirectional stream, so the peer's replies on it would be parsed as HTTP/3
+        frames and end the connection with H3_FRAME_ERROR.
+        """
+        stream_id = super().create_webtransport_stream(session_id, is_unidirectional)
+        if not is_unidirectional:
+            stream = self._stream[stream_id] = H3Stream(stream_id)
+            stream.frame_type = FrameType.WEBTRANSPORT_STREAM
+            stream.session_id = session_id
+        return stream_id
 
 
 class _Stream:
@@ -256,6 +270,7 @@ class WebTransportSessionHandler:
             events = self.protocol.receive_data(data, end_stream)
         except ProtocolError as exc:
             log.warning("session %s: %s", self.scope_session_id, exc)
+            self.finished = True
             self.quic.reset_stream(self.stream_id, exc.http3_code)
             self.quic.stop_stream(self.stream_id, exc.http3_code)
             self._terminate(0, f"protocol error: {exc}")
@@ -361,8 +376,9 @@ class WebTransportSessionHandler:
             self.h3.send()
         elif kind == "webtransport.drain":
             self._check_open()
-            self.h3.connection.send_data(self.stream_id, self.protocol.drain(), False)
-            self.h3.send()
+            if self.protocol.state is SessionState.CONNECTED:  # draining twice is a no-op
+                self.h3.connection.send_data(self.stream_id, self.protocol.drain(), False)
+                self.h3.send()
         else:
             raise ValueError(f"unknown message type {kind!r}")
 
@@ -498,11 +514,14 @@ class WebTransportSessionHandler:
             log.exception("error in WebTransport application (session %s)", self.scope_session_id)
         finally:
             self.app_done = True
-            if not self.finished and self.h3.is_open():
-                if not self.accepted:
-                    self._reject(500 if failed else 403, ())
-                else:
-                    self._close(0, "internal server error" if failed else "")
+            try:
+                if not self.finished and self.h3.is_open():
+                    if not self.accepted:
+                        self._reject(500 if failed else 403, ())
+                    else:
+                        self._close(0, "internal server error" if failed else "")
+            except Exception:  # never let one session's cleanup stop the server
+                log.exception("closing session %s failed", self.scope_session_id)
 
 
 class WebTransportH3Protocol(H3Protocol):

@@ -45,6 +45,7 @@ from hypercorn.protocol.quic import QuicProtocol
 from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
 
+from ..protocol.errors import H3_INTERNAL_ERROR
 from .h3 import WebTransportH3Protocol
 
 log = logging.getLogger("starlette_webtransport.server")
@@ -252,7 +253,17 @@ class WebTransportQuicProtocol(QuicProtocol):
         """Handle the events of every connection that received packets, then transmit."""
         while self._dirty:
             connection = self._dirty.pop()
-            await self._handle_events(connection, connection.address)
+            await self._handle_events_safely(connection, connection.address)
+
+    async def _handle_events_safely(self, connection: _Connection, client: Any) -> None:
+        """One connection's failure (a bug, an app error escaping hypercorn) closes that
+        connection only; every other connection on the socket keeps working."""
+        try:
+            await self._handle_events(connection, client)
+        except Exception:
+            log.exception("error while handling a QUIC connection; closing it")
+            connection.quic.close(error_code=H3_INTERNAL_ERROR, reason_phrase="internal error")
+            self._transmit(connection)
 
     async def _handle_events(self, connection: _Connection, client: Any = None) -> None:  # type: ignore[override]
         quic = connection.quic
@@ -308,7 +319,7 @@ class WebTransportQuicProtocol(QuicProtocol):
             if connection.h3 is not None:
                 connection.h3.wake_writers()
             if connection.quic._events:
-                self._loop.create_task(self._handle_events(connection, None))
+                self._loop.create_task(self._handle_events_safely(connection, None))
 
     def _transmit(self, connection: _Connection) -> None:
         quic = connection.quic
@@ -330,7 +341,7 @@ class WebTransportQuicProtocol(QuicProtocol):
         connection.timer = None
         connection.timer_at = None
         connection.quic.handle_timer(now=self._loop.time())
-        self._loop.create_task(self._handle_events(connection, None))
+        self._loop.create_task(self._handle_events_safely(connection, None))
 
     async def send_all(self, connection: Any) -> None:
         self._transmit(connection)

@@ -54,6 +54,8 @@ class ServerState:
     certificate_generation: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     listening: int = 0
+    port: int = 0
+    """The UDP (HTTP/3) port, for pages served from another port."""
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever the last open session ends (used to finish draining early)."""
     sessions: set[Any] = field(default_factory=set)
@@ -171,6 +173,7 @@ class _CertificateHashApp:
                 "hex": digest.hex(),
                 "base64": base64.b64encode(digest).decode(),
                 "notAfter": not_after.isoformat() if not_after else None,
+                "port": self.state.port,
             }
         ).encode()
         await send(
@@ -234,6 +237,7 @@ async def serve(
         state.certificate_sha256 = load_certificate(Path(config.certfile)).sha256
     sockets = config.create_sockets()
     state.binds = [_format(sock.getsockname()) for sock in sockets.quic_sockets]
+    state.port = int(sockets.quic_sockets[0].getsockname()[1])
     config.webtransport_state = state  # type: ignore[attr-defined]
 
     trigger = shutdown_trigger if shutdown_trigger is not None else _signal_trigger()

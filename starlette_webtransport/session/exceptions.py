@@ -59,7 +59,9 @@ class StreamResetError(StreamError):
     or ``None`` when the peer's HTTP/3 code was outside the WebTransport range."""
 
     def __init__(self, code: int | None, *, stream_id: int | None = None) -> None:
-        super().__init__(f"stream {stream_id} was reset by the peer (code {code})", stream_id=stream_id)
+        super().__init__(
+            f"stream {stream_id} was reset by the peer (code {code})", stream_id=stream_id
+        )
         self.code = code
 
 

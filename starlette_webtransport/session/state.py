@@ -1,20 +1,20 @@
-"""States of sessions and streams, and stream directions."""
+"""States of sessions and streams, and stream directions.
+
+:class:`SessionState` is the protocol core's own enum, re-exported so that a session and
+the server's session state machine always speak the same values. For a session object:
+``CONNECTING`` means, in the server role, that the CONNECT request is not answered yet
+and, in the client role, that ``initialize()`` has not run yet; ``DRAINING`` means the
+peer asked to wind down and everything still works; ``CLOSING`` means ``close()`` is
+sending WT_CLOSE_SESSION.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
+from ..protocol.state import SessionState
 
-class SessionState(StrEnum):
-    CONNECTING = "connecting"
-    """Server role: the CONNECT request is not answered yet. Client role: the session is
-    established but ``initialize()`` has not run yet."""
-    CONNECTED = "connected"
-    DRAINING = "draining"
-    """The peer asked to wind down (WT_DRAIN_SESSION); everything still works."""
-    CLOSING = "closing"
-    """``close()`` is sending WT_CLOSE_SESSION."""
-    CLOSED = "closed"
+__all__ = ["SessionState", "StreamDirection", "StreamState"]
 
 
 class StreamDirection(StrEnum):

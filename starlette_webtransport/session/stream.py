@@ -52,9 +52,7 @@ class _StreamBase:
         self._stream_id = stream_id
         direction = self._DIRECTION
         self._recv: _Side | None = None if direction is StreamDirection.SEND_ONLY else _Side.OPEN
-        self._send: _Side | None = (
-            None if direction is StreamDirection.RECEIVE_ONLY else _Side.OPEN
-        )
+        self._send: _Side | None = None if direction is StreamDirection.RECEIVE_ONLY else _Side.OPEN
         self._created_at = time.monotonic()
         self._half_closed_at: float | None = None
         self._closed_counted = False
@@ -259,7 +257,11 @@ class WebTransportReceiveStream(_StreamBase):
         if side is _Side.OPEN:
             self._recv = _Side.STOPPED
             await self._session._send_stream_message(
-                {"type": "webtransport.stream.stop_sending", "stream": self._stream_id, "code": code}
+                {
+                    "type": "webtransport.stream.stop_sending",
+                    "stream": self._stream_id,
+                    "code": code,
+                }
             )
             self._session._stats.stream_errors += 1
             await self._session._stream_changed(self)

@@ -89,19 +89,24 @@ class Schema(Generic[T]):
         schema = Schema[Message]({1: Ping, 2: Pong}, serializer=MsgPackSerializer())
     """
 
-    __slots__ = ("_decoders", "_encode", "registry", "serializer")
+    __slots__ = ("_decoders", "_encode", "_ids", "registry", "serializer")
 
     def __init__(self, registry: Mapping[int, type[T]], *, serializer: Serializer) -> None:
         self.registry = Registry(registry)
         self.serializer = serializer
         self._encode = serializer.encoder()
+        self._ids = {type_: type_id for type_id, type_ in self.registry.items()}
         self._decoders: dict[int, tuple[type[T], Callable[[memoryview], T]]] = {
             type_id: (type_, serializer.decoder(type_)) for type_id, type_ in self.registry.items()
         }
 
     def encode(self, obj: T) -> tuple[int, bytes]:
         """Return the type id and payload of ``obj``."""
-        return self.registry.id_of(type(obj)), self._encode(obj)
+        try:
+            type_id = self._ids[type(obj)]
+        except KeyError:
+            raise TypeError(f"{type(obj).__qualname__} is not in the message registry") from None
+        return type_id, self._encode(obj)
 
     def decode(self, type_id: int, payload: memoryview) -> T:
         """Decode one payload; the caller has already consumed its frame."""

@@ -209,9 +209,29 @@ class StructuredReceiveStream(Generic[T]):
             raise EndOfStream
         self._receiving = True
         try:
-            return await self._receive()
+            if self._available < HEADER.size and not await self._fill(HEADER.size):
+                available = self._available
+                self._end()
+                if available == 0:
+                    raise EndOfStream
+                raise TruncatedMessageError("stream inside a frame header", HEADER.size, available)
+            type_id, length = self._peek_header()
+            if length > self.max_message_size:
+                self._end()
+                await self._receive_stream.stop_sending(MESSAGE_TOO_LARGE_CODE)
+                raise MessageTooLargeError(
+                    f"incoming frame payload (type id {type_id})", length, self.max_message_size
+                )
+            size = HEADER.size + length
+            if self._available < size and not await self._fill(size):
+                available = self._available
+                self._end()
+                raise TruncatedMessageError(
+                    f"stream inside a frame (type id {type_id})", size, available
+                )
         finally:
             self._receiving = False
+        return self.schema.decode(type_id, self._take_payload(size))
 
     def __aiter__(self) -> Self:
         return self
@@ -226,29 +246,6 @@ class StructuredReceiveStream(Generic[T]):
         """Tell the peer to stop sending; buffered messages are discarded."""
         self._end()
         await self._receive_stream.stop_sending(code)
-
-    async def _receive(self) -> T:
-        if self._available < HEADER.size and not await self._fill(HEADER.size):
-            available = self._available
-            self._end()
-            if available == 0:
-                raise EndOfStream
-            raise TruncatedMessageError("stream inside a frame header", HEADER.size, available)
-        type_id, length = self._peek_header()
-        if length > self.max_message_size:
-            self._end()
-            await self._receive_stream.stop_sending(MESSAGE_TOO_LARGE_CODE)
-            raise MessageTooLargeError(
-                f"incoming frame payload (type id {type_id})", length, self.max_message_size
-            )
-        size = HEADER.size + length
-        if self._available < size and not await self._fill(size):
-            available = self._available
-            self._end()
-            raise TruncatedMessageError(
-                f"stream inside a frame (type id {type_id})", size, available
-            )
-        return self.schema.decode(type_id, self._take(size)[HEADER.size :])
 
     async def _fill(self, size: int) -> bool:
         """Read until ``size`` bytes are buffered; False if FIN comes first."""
@@ -273,19 +270,23 @@ class StructuredReceiveStream(Generic[T]):
                 break
         return HEADER.unpack(header)
 
-    def _take(self, size: int) -> memoryview:
-        """Consume ``size`` buffered bytes; copies only a frame that spans reads."""
+    def _take_payload(self, size: int) -> memoryview:
+        """Consume a whole frame of ``size`` bytes and return its payload.
+
+        The payload is a view of the read that holds the frame; only a frame that spans
+        reads is copied, once, to join its parts.
+        """
         self._available -= size
         first = self._chunks[0]
-        end = self._offset + size
+        start = self._offset
+        end = start + size
         if end <= len(first):
-            view = memoryview(first)[self._offset : end]
             if end == len(first):
                 self._chunks.popleft()
                 self._offset = 0
             else:
                 self._offset = end
-            return view
+            return memoryview(first)[start + HEADER.size : end]
         parts = []
         while size:
             chunk = self._chunks[0]
@@ -297,7 +298,7 @@ class StructuredReceiveStream(Generic[T]):
                 self._offset = 0
             else:
                 self._offset += len(part)
-        return memoryview(b"".join(parts))
+        return memoryview(b"".join(parts))[HEADER.size :]
 
     def _end(self) -> None:
         self._ended = True

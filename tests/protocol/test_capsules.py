@@ -73,19 +73,19 @@ def feed_in_chunks(parser: CapsuleParser, data: bytes, cuts: list[int]) -> list[
 
 
 @pytest.mark.parametrize(
-    ("capsule", "wire"),
+    ("capsule", "wire"),  # type, length, payload
     [
-        (CloseSession(0x1234, "bye"), "6843" "07" "00001234" "627965"),
-        (CloseSession(0, ""), "6843" "04" "00000000"),
-        (DrainSession(), "800078ae" "00"),
-        (DatagramCapsule(b"hi"), "00" "02" "6869"),
-        (MaxData(1000), "990b4d3d" "02" "43e8"),
-        (MaxStreams(True, 5), "990b4d3f" "01" "05"),
-        (MaxStreams(False, 5), "990b4d40" "01" "05"),
-        (DataBlocked(63), "990b4d41" "01" "3f"),
-        (StreamsBlocked(True, 64), "990b4d43" "02" "4040"),
-        (StreamsBlocked(False, 1), "990b4d44" "01" "01"),
-        (UnknownCapsule(0x17, b"\x01"), "17" "01" "01"),
+        (CloseSession(0x1234, "bye"), "6843 07 00001234 627965"),
+        (CloseSession(0, ""), "6843 04 00000000"),
+        (DrainSession(), "800078ae 00"),
+        (DatagramCapsule(b"hi"), "00 02 6869"),
+        (MaxData(1000), "990b4d3d 02 43e8"),
+        (MaxStreams(True, 5), "990b4d3f 01 05"),
+        (MaxStreams(False, 5), "990b4d40 01 05"),
+        (DataBlocked(63), "990b4d41 01 3f"),
+        (StreamsBlocked(True, 64), "990b4d43 02 4040"),
+        (StreamsBlocked(False, 1), "990b4d44 01 01"),
+        (UnknownCapsule(0x17, b"\x01"), "17 01 01"),
     ],
 )
 def test_wire_format(capsule: Capsule, wire: str) -> None:
@@ -180,7 +180,9 @@ def test_prohibited_capsule_is_rejected_as_soon_as_its_type_is_known(capsule_typ
 def test_oversize_capsule_is_rejected_from_its_header_alone() -> None:
     parser = CapsuleParser(max_capsule_size=2000)
     header = encode_varint(0) + encode_varint(2001)
-    with pytest.raises(CapsuleError, match="declares 2001 payload bytes; the limit is 2000") as info:
+    with pytest.raises(
+        CapsuleError, match="declares 2001 payload bytes; the limit is 2000"
+    ) as info:
         parser.feed(header)
     assert info.value.http3_code == H3_EXCESSIVE_LOAD
     assert parser.buffered == 0
@@ -299,7 +301,9 @@ def test_close_after_the_type_but_before_the_length() -> None:
 def test_close_inside_a_payload() -> None:
     parser = CapsuleParser()
     parser.feed(encode_capsule(CloseSession(1, "goodbye"))[:-3])
-    with pytest.raises(CapsuleError, match="inside a WT_CLOSE_SESSION capsule: 8 of its 11") as info:
+    with pytest.raises(
+        CapsuleError, match="inside a WT_CLOSE_SESSION capsule: 8 of its 11"
+    ) as info:
         parser.close()
     assert info.value.http3_code == H3_MESSAGE_ERROR
 

@@ -63,7 +63,7 @@ def test_state_values() -> None:
 
 def test_accept_and_reject() -> None:
     session = SessionProtocol()
-    assert session.state is SessionState.CONNECTING
+    assert session.state == "connecting"  # a str comparison keeps mypy from narrowing
     session.accept()
     assert session.state is SessionState.CONNECTED
 
@@ -76,7 +76,9 @@ def test_accept_and_reject() -> None:
 @pytest.mark.parametrize("action", ["accept", "reject"])
 def test_accept_and_reject_only_while_connecting(action: str) -> None:
     session = connected()
-    with pytest.raises(InvalidStateError, match=rf"{action}\(\) is not allowed in state 'connected'"):
+    with pytest.raises(
+        InvalidStateError, match=rf"{action}\(\) is not allowed in state 'connected'"
+    ):
         getattr(session, action)()
 
 
@@ -97,7 +99,7 @@ def test_close_validates_before_changing_state() -> None:
     session = connected()
     with pytest.raises(ValueError, match="1025 UTF-8 bytes"):
         session.close(1, "x" * 1025)
-    with pytest.raises(ValueError, match="code must be 0..4294967295"):
+    with pytest.raises(ValueError, match=r"code must be 0\.\.4294967295"):
         session.close(2**32)
     assert session.state is SessionState.CONNECTED
     assert session.capsules_sent == 0
@@ -319,7 +321,7 @@ def test_capsules_before_accept_are_processed() -> None:
     # A client may send capsules right behind its CONNECT, before our 2xx is out.
     session = SessionProtocol()
     assert session.receive_data(wire(MaxData(10))) == [FlowControlReceived(MaxData(10))]
-    assert session.state is SessionState.CONNECTING
+    assert session.state == "connecting"  # a str comparison keeps mypy from narrowing
     session.accept()
     assert session.state is SessionState.CONNECTED
 
@@ -327,7 +329,7 @@ def test_capsules_before_accept_are_processed() -> None:
 def test_drain_before_accept_takes_effect_on_accept() -> None:
     session = SessionProtocol()
     assert session.receive_data(wire(DrainSession())) == [SessionDraining()]
-    assert session.state is SessionState.CONNECTING
+    assert session.state == "connecting"  # a str comparison keeps mypy from narrowing
     session.accept()
     assert session.state is SessionState.DRAINING
 
@@ -358,7 +360,9 @@ NON_CLOSING: st.SearchStrategy[Capsule] = st.one_of(
     st.builds(DatagramCapsule, st.binary(max_size=40)),
     st.builds(DataBlocked, st.integers(0, 2**62 - 1)),
     st.builds(StreamsBlocked, st.booleans(), st.integers(0, 2**60)),
-    st.builds(UnknownCapsule, st.sampled_from([0x17, 0x40, 0x29 * 5 + 0x17]), st.binary()),
+    st.builds(
+        UnknownCapsule, st.sampled_from([0x17, 0x40, 0x29 * 5 + 0x17]), st.binary(max_size=40)
+    ),
     st.just(DrainSession()),
 )
 
@@ -382,7 +386,9 @@ def test_any_split_gives_the_same_events(
         start = cut
     events += session.receive_data(stream[start:], end_stream=True)
 
-    assert events[-1] == (SessionClosed(close.code, close.reason) if close else SessionClosed(0, ""))
+    assert events[-1] == (
+        SessionClosed(close.code, close.reason) if close else SessionClosed(0, "")
+    )
     assert sum(isinstance(event, SessionClosed) for event in events) == 1
     datagrams = [c.payload for c in capsules if isinstance(c, DatagramCapsule)]
     assert [e.payload for e in events if isinstance(e, DatagramCapsuleReceived)] == datagrams
@@ -405,4 +411,7 @@ def test_fuzzed_connect_stream_only_raises_protocol_errors(
     except ProtocolError as exc:
         assert str(exc)
         session.connection_lost()
-    assert session.state in SessionState
+        assert session.state is SessionState.CLOSED
+        return
+    if end_stream and chunks:
+        assert session.state is SessionState.CLOSED

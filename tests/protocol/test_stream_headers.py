@@ -26,10 +26,10 @@ def test_constants() -> None:
 @pytest.mark.parametrize(
     ("session_id", "unidirectional", "wire"),
     [
-        (0, True, "4054" "00"),
-        (0, False, "4041" "00"),
-        (4, True, "4054" "04"),
-        (64, False, "4041" "4040"),
+        (0, True, "4054 00"),
+        (0, False, "4041 00"),
+        (4, True, "4054 04"),
+        (64, False, "4041 4040"),
     ],
 )
 def test_wire_format(session_id: int, unidirectional: bool, wire: str) -> None:
@@ -136,9 +136,7 @@ def test_round_trip_with_arbitrary_splits(
 
 @settings(max_examples=300, deadline=None)
 @given(st.booleans(), st.lists(st.binary(max_size=10), max_size=5))
-def test_fuzzed_bytes_only_raise_protocol_errors(
-    unidirectional: bool, chunks: list[bytes]
-) -> None:
+def test_fuzzed_bytes_only_raise_protocol_errors(unidirectional: bool, chunks: list[bytes]) -> None:
     parser = StreamHeaderParser(unidirectional=unidirectional)
     try:
         for chunk in chunks:

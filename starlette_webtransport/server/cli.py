@@ -1,0 +1,277 @@
+"""``starlette-webtransport``: serve an app over HTTP/3 + WebTransport, or make a dev cert.
+
+Every ``serve`` option can also come from a ``STARLETTE_WEBTRANSPORT_*`` environment
+variable, so containers and process managers need no wrapper script; a flag on the
+command line wins over the environment, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .certs import DEFAULT_HOSTS, MAX_DAYS, generate_certificate, write_certificate
+
+ENV_PREFIX = "STARLETTE_WEBTRANSPORT_"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """The arguments of :func:`starlette_webtransport.server.serve.run`."""
+
+    app: str
+    host: str | tuple[str, ...] = "127.0.0.1"
+    port: int = 4433
+    certfile: str | None = None
+    keyfile: str | None = None
+    workers: int = 1
+    reload: bool = False
+    log_level: str = "info"
+    root_path: str = ""
+    graceful_timeout: float = 5.0
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+
+
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{value} is not a port number (0 picks a free one)")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise ValueError(f"{value} is not a positive number")
+    return value
+
+
+def _days(text: str) -> int:
+    value = _integer(text)
+    if not 1 <= value <= MAX_DAYS:
+        raise ValueError(f"browsers need validity under 14 days: use 1 to {MAX_DAYS}, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise ValueError(f"{text!r} is not a number of seconds")
+    return value
+
+
+def _log_level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return text.lower()
+
+
+def _flag(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
+
+
+def _hosts(text: str) -> tuple[str, ...]:
+    return tuple(host.strip() for host in text.split(",") if host.strip())
+
+
+_ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "app": ("APP", str),
+    "host": ("HOST", _hosts),
+    "port": ("PORT", _port),
+    "certfile": ("CERTFILE", str),
+    "keyfile": ("KEYFILE", str),
+    "workers": ("WORKERS", _positive),
+    "reload": ("RELOAD", _flag),
+    "log_level": ("LOG_LEVEL", _log_level),
+    "root_path": ("ROOT_PATH", str),
+    "graceful_timeout": ("GRACEFUL_TIMEOUT", _seconds),
+}
+"""Setting name -> (environment variable suffix, parser)."""
+
+
+def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """argparse shows ``ArgumentTypeError`` messages verbatim but hides ``ValueError``'s."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="starlette-webtransport",
+        description="Serve Starlette/FastAPI apps with WebTransport over HTTP/3 (hypercorn).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve an ASGI app over TCP and QUIC on the same port",
+        description=(
+            "Serve MODULE:ATTR over HTTP/1.1, HTTP/2 and HTTP/3 with WebTransport. Without "
+            "--certfile/--keyfile a 13-day development certificate is made and its SHA-256 "
+            "printed, for browsers' serverCertificateHashes. Every option can also be set "
+            f"as {ENV_PREFIX}<OPTION> (e.g. {ENV_PREFIX}PORT); flags win."
+        ),
+    )
+    serve.add_argument("app", nargs="?", metavar="MODULE:ATTR", help="the ASGI app to serve")
+    serve.add_argument(
+        "--host",
+        action="append",
+        metavar="H",
+        help="address to listen on; repeat for several (default 127.0.0.1)",
+    )
+    serve.add_argument("--port", type=_argparse_type(_port), help="TCP and UDP port (4433)")
+    serve.add_argument("--certfile", metavar="F", help="PEM certificate (chain) file")
+    serve.add_argument("--keyfile", metavar="F", help="PEM private key file")
+    serve.add_argument(
+        "--workers",
+        type=_argparse_type(_positive),
+        metavar="N",
+        help="worker processes sharing the port (1)",
+    )
+    serve.add_argument(
+        "--reload", action="store_true", default=None, help="restart when source files change"
+    )
+    serve.add_argument(
+        "--log-level",
+        type=_argparse_type(_log_level),
+        metavar="LEVEL",
+        help="critical, error, warning, info (default) or debug",
+    )
+    serve.add_argument("--root-path", metavar="PATH", help="ASGI root_path, behind a proxy")
+    serve.add_argument(
+        "--graceful-timeout",
+        type=_argparse_type(_seconds),
+        metavar="S",
+        help="seconds sessions get to finish after SIGTERM before they are closed (5)",
+    )
+    serve.set_defaults(handler=_serve, parser=serve)
+
+    cert = commands.add_parser(
+        "cert",
+        help="write a development certificate browsers accept by hash",
+        description=(
+            "Write cert.pem and key.pem: a self-signed ECDSA P-256 certificate for "
+            "localhost, 127.0.0.1 and ::1 that browsers accept through "
+            "serverCertificateHashes (they require validity under 14 days)."
+        ),
+    )
+    cert.add_argument(
+        "--out", type=Path, default=Path("."), metavar="DIR", help="directory (default .)"
+    )
+    cert.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="H",
+        help="extra DNS name or IP address; repeat for several",
+    )
+    cert.add_argument(
+        "--days",
+        type=_argparse_type(_days),
+        default=MAX_DAYS,
+        metavar="N",
+        help=f"validity in days, 1 to {MAX_DAYS} (default {MAX_DAYS})",
+    )
+    cert.set_defaults(handler=_cert, parser=cert)
+    return parser
+
+
+def serve_settings(
+    args: argparse.Namespace, environ: Mapping[str, str], parser: argparse.ArgumentParser
+) -> ServeSettings:
+    """Flags over environment over defaults; ``parser.error`` (exit 2) on bad input."""
+    values: dict[str, Any] = {}
+    for name, (suffix, parse) in _ENVIRONMENT.items():
+        flag = getattr(args, name)
+        if flag is not None:
+            values[name] = tuple(flag) if name == "host" else flag
+            continue
+        text = environ.get(ENV_PREFIX + suffix)
+        if text is None:
+            continue
+        try:
+            values[name] = parse(text)
+        except ValueError as exc:
+            parser.error(f"{ENV_PREFIX}{suffix}: {exc}")
+    if "app" not in values:
+        parser.error(f"the app is missing: give MODULE:ATTR or set {ENV_PREFIX}APP")
+    host = values.get("host")
+    if host is not None:
+        if not host:
+            parser.error("--host needs an address")
+        values["host"] = host[0] if len(host) == 1 else host
+    if ("certfile" in values) != ("keyfile" in values):
+        parser.error("--certfile and --keyfile go together")
+    return ServeSettings(**values)
+
+
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    settings = serve_settings(args, os.environ, parser)
+    from hypercorn.utils import NoAppError
+
+    from .serve import run
+
+    try:
+        return run(
+            settings.app,
+            host=settings.host,
+            port=settings.port,
+            certfile=settings.certfile,
+            keyfile=settings.keyfile,
+            workers=settings.workers,
+            reload=settings.reload,
+            log_level=settings.log_level,
+            root_path=settings.root_path,
+            graceful_timeout=settings.graceful_timeout,
+        )
+    except NoAppError as exc:
+        print(f"starlette-webtransport: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _cert(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    hosts = [*DEFAULT_HOSTS, *args.host]
+    try:
+        certificate = generate_certificate(hosts=hosts, days=args.days)
+    except ValueError as exc:
+        parser.error(str(exc))
+    certfile, keyfile = write_certificate(certificate, args.out)
+    print(f"wrote {certfile} and {keyfile} (key readable by you only)")
+    names = ", ".join(dict.fromkeys(hosts))
+    print(f"valid until {certificate.not_after:%Y-%m-%d %H:%M} UTC for {names}")
+    print(f"certificate sha256: {certificate.sha256_hex}")
+    print(f"certificate sha256 (base64): {certificate.sha256_base64}")
+    print(f"new WebTransport(url, {{{certificate.js_snippet()}}})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, argparse.ArgumentParser], int] = args.handler
+    return handler(args, args.parser)

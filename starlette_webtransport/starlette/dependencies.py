@@ -1,0 +1,245 @@
+"""A small dependency injector for WebTransport endpoints of plain Starlette apps.
+
+Starlette has no dependency injection and FastAPI's cannot be borrowed without FastAPI,
+so this module offers the part of it a session endpoint needs: parameters filled by
+annotation (the session, its ``HTTPConnection``), by name (path parameters) and by
+``Depends(...)``, where a dependency may be a coroutine, a plain function, or a (sync or
+async) generator whose code after ``yield`` runs once the session has ended. FastAPI
+apps use FastAPI's own ``Depends`` instead (``starlette_webtransport.starlette.fastapi``).
+
+Signatures are analysed once, when the route is built, so a parameter that can never be
+filled fails at import time rather than on the first session.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Annotated, Any, TypeVar, get_args, get_origin
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+
+from ..session import WebTransportSession
+from .connection import WebTransportConnection
+
+__all__ = ["Dependant", "Depends", "build_dependant", "call_with_dependencies"]
+
+T = TypeVar("T")
+
+
+class Depends:
+    """Declare that a parameter is the result of calling ``dependency``.
+
+    Use it as the default (``user: User = Depends(get_user)``) or in ``Annotated``
+    (``user: Annotated[User, Depends(get_user)]``). With ``use_cache`` (the default) a
+    dependency used several times in one session is called once.
+    """
+
+    __slots__ = ("dependency", "use_cache")
+
+    def __init__(self, dependency: Callable[..., Any], *, use_cache: bool = True) -> None:
+        if not callable(dependency):
+            raise TypeError(f"Depends() needs a callable, got {dependency!r}")
+        self.dependency = dependency
+        self.use_cache = use_cache
+
+    def __repr__(self) -> str:
+        name = getattr(self.dependency, "__qualname__", repr(self.dependency))
+        cache = "" if self.use_cache else ", use_cache=False"
+        return f"Depends({name}{cache})"
+
+
+class _Source(Enum):
+    SESSION = "session"
+    CONNECTION = "connection"
+    PATH = "path"
+    DEPENDENCY = "dependency"
+
+
+class _Kind(Enum):
+    COROUTINE = "coroutine"
+    FUNCTION = "function"
+    ASYNC_GENERATOR = "async generator"
+    GENERATOR = "generator"
+
+
+@dataclass(frozen=True, slots=True)
+class _Parameter:
+    name: str
+    source: _Source
+    dependant: Dependant | None = None
+    use_cache: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Dependant:
+    """A callable and how to fill each of its parameters."""
+
+    call: Callable[..., Any]
+    kind: _Kind
+    parameters: tuple[_Parameter, ...] = field(default=())
+
+
+def build_dependant(call: Callable[..., Any]) -> Dependant:
+    """Analyse ``call``'s signature; ``TypeError`` names a parameter nothing can fill."""
+    try:
+        signature = inspect.signature(call, eval_str=True)
+    except NameError as exc:
+        raise TypeError(f"cannot resolve the annotations of {_describe(call)}: {exc}") from exc
+    parameters = []
+    for parameter in signature.parameters.values():
+        if parameter.kind in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+        ):
+            raise TypeError(
+                f"parameter {parameter.name!r} of {_describe(call)} is {parameter.kind.description};"
+                " dependencies are passed by keyword"
+            )
+        resolved = _analyse(call, parameter)
+        if resolved is not None:
+            parameters.append(resolved)
+    return Dependant(call=call, kind=_kind_of(call), parameters=tuple(parameters))
+
+
+def _analyse(call: Callable[..., Any], parameter: inspect.Parameter) -> _Parameter | None:
+    annotation = parameter.annotation
+    depends = parameter.default if isinstance(parameter.default, Depends) else None
+    if get_origin(annotation) is Annotated:
+        annotation, *metadata = get_args(annotation)
+        for item in metadata:
+            if isinstance(item, Depends):
+                if depends is not None:
+                    raise TypeError(
+                        f"parameter {parameter.name!r} of {_describe(call)} has two Depends()"
+                    )
+                depends = item
+    if depends is not None:
+        return _Parameter(
+            parameter.name,
+            _Source.DEPENDENCY,
+            build_dependant(depends.dependency),
+            depends.use_cache,
+        )
+    if _is_subclass(annotation, WebTransportSession):
+        return _Parameter(parameter.name, _Source.SESSION)
+    if _is_subclass(annotation, HTTPConnection):
+        if not _is_subclass(WebTransportConnection, annotation):
+            raise TypeError(
+                f"parameter {parameter.name!r} of {_describe(call)} asks for a "
+                f"{annotation.__qualname__}; a WebTransport session offers a "
+                "WebTransportSession or an HTTPConnection"
+            )
+        return _Parameter(parameter.name, _Source.CONNECTION)
+    if parameter.default is not inspect.Parameter.empty:
+        return None  # nothing to inject: the default applies
+    # Anything else is a path parameter. Only at request time are the parameters of
+    # enclosing Mount and Host routes known, so the check is made there.
+    return _Parameter(parameter.name, _Source.PATH)
+
+
+async def call_with_dependencies(
+    dependant: Dependant,
+    *,
+    session: WebTransportSession,
+    stack: AsyncExitStack,
+) -> Any:
+    """Solve ``dependant``'s parameters for ``session`` and call it.
+
+    Generator dependencies are entered on ``stack``; the caller unwinds it when the
+    session has ended, which runs their cleanup.
+    """
+    context = _Context(session, WebTransportConnection(session.scope), stack, {})
+    return await context.call(dependant)
+
+
+@dataclass(slots=True)
+class _Context:
+    session: WebTransportSession
+    connection: WebTransportConnection
+    stack: AsyncExitStack
+    cache: dict[int, Any]
+    """Results by ``id(call)``: the dependant tree keeps every call alive, so ids are
+    stable, and a dependency need not be hashable."""
+
+    async def call(self, dependant: Dependant) -> Any:
+        kwargs = {parameter.name: await self.value(parameter) for parameter in dependant.parameters}
+        call = dependant.call
+        if dependant.kind is _Kind.COROUTINE:
+            return await call(**kwargs)
+        if dependant.kind is _Kind.ASYNC_GENERATOR:
+            return await self.stack.enter_async_context(asynccontextmanager(call)(**kwargs))
+        if dependant.kind is _Kind.GENERATOR:
+            manager = contextmanager(call)(**kwargs)
+            return await self.stack.enter_async_context(_in_threadpool(manager))
+        return await run_in_threadpool(call, **kwargs)
+
+    async def value(self, parameter: _Parameter) -> Any:
+        if parameter.source is _Source.SESSION:
+            return self.session
+        if parameter.source is _Source.CONNECTION:
+            return self.connection
+        if parameter.source is _Source.PATH:
+            path_params = self.session.path_params
+            if parameter.name not in path_params:
+                raise TypeError(
+                    f"parameter {parameter.name!r} is not a path parameter of "
+                    f"{self.session.path!r} (path parameters: {sorted(path_params)}); annotate "
+                    "it with WebTransportSession or HTTPConnection, give it a default, or "
+                    "use Depends()"
+                )
+            return path_params[parameter.name]
+        dependant = parameter.dependant
+        assert dependant is not None
+        key = id(dependant.call)
+        if parameter.use_cache and key in self.cache:
+            return self.cache[key]
+        value = await self.call(dependant)
+        self.cache[key] = value
+        return value
+
+
+@asynccontextmanager
+async def _in_threadpool(manager: AbstractContextManager[T]) -> AsyncIterator[T]:
+    """Enter and exit a sync generator dependency off the event loop, like other sync
+    dependencies, since its code may block."""
+    value = await run_in_threadpool(manager.__enter__)
+    try:
+        yield value
+    except BaseException as exc:
+        if not await run_in_threadpool(manager.__exit__, type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await run_in_threadpool(manager.__exit__, None, None, None)
+
+
+def _kind_of(call: Callable[..., Any]) -> _Kind:
+    while isinstance(call, functools.partial):
+        call = call.func
+    if not inspect.isroutine(call) and not inspect.isclass(call):
+        call = call.__call__  # a callable instance
+    if inspect.isasyncgenfunction(call):
+        return _Kind.ASYNC_GENERATOR
+    if inspect.isgeneratorfunction(call):
+        return _Kind.GENERATOR
+    if inspect.iscoroutinefunction(call):
+        return _Kind.COROUTINE
+    return _Kind.FUNCTION
+
+
+def is_coroutine_callable(call: Callable[..., Any]) -> bool:
+    return _kind_of(call) is _Kind.COROUTINE
+
+
+def _is_subclass(annotation: Any, cls: type) -> bool:
+    return inspect.isclass(annotation) and issubclass(annotation, cls)
+
+
+def _describe(call: Callable[..., Any]) -> str:
+    return getattr(call, "__qualname__", repr(call))

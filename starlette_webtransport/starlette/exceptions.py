@@ -1,0 +1,134 @@
+"""How endpoint failures end a WebTransport session.
+
+A WebTransport session has two ways to end: before ``accept()`` the CONNECT request is
+rejected with an HTTP status; after it the session is closed with a u32 application
+code and a reason. Every failure in a route, a dependency or an endpoint is mapped to
+one of the two here, so the client always learns how its session ended instead of
+seeing it vanish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+
+from starlette.exceptions import HTTPException
+
+from ..session import SessionClosedError, SessionState, WebTransportSession
+from ..session.constants import MAX_CLOSE_REASON_BYTES, MAX_ERROR_CODE
+
+__all__ = [
+    "INTERNAL_ERROR_CODE",
+    "INTERNAL_ERROR_REASON",
+    "VALIDATION_ERROR_STATUS",
+    "WebTransportException",
+]
+
+logger = logging.getLogger("starlette_webtransport.starlette")
+
+INTERNAL_ERROR_CODE = 0x102
+"""Close code after an unhandled exception in an accepted session. WebTransport defines
+no application codes of its own; the value mirrors HTTP/3's H3_INTERNAL_ERROR (0x102),
+as the session layer's stream codes mirror other HTTP/3 codes."""
+INTERNAL_ERROR_REASON = "internal server error"
+VALIDATION_ERROR_STATUS = 400
+"""Rejection status when FastAPI cannot validate an endpoint's parameters (a query
+parameter or header of the wrong type): the CONNECT request itself is malformed."""
+
+
+class WebTransportException(Exception):
+    """Raise to end a session on purpose, as ``WebSocketException`` does for WebSockets.
+
+    After ``accept()`` the session is closed with ``code`` and ``reason``. Before it
+    the request is rejected with 403, which is what the ASGI contract makes of a close
+    before accept; raise ``HTTPException(status_code)`` to choose the status instead.
+    """
+
+    def __init__(self, code: int, reason: str | None = None) -> None:
+        # Checked here so a bad code fails where it is raised, not later inside close().
+        if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= MAX_ERROR_CODE:
+            raise ValueError(f"WebTransport close codes are u32 (0..{MAX_ERROR_CODE}), got {code!r}")
+        reason = reason or ""
+        if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
+            raise ValueError(
+                f"the close reason is {len(reason.encode())} bytes of UTF-8; "
+                f"the limit is {MAX_CLOSE_REASON_BYTES}"
+            )
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+async def run_session(
+    session: WebTransportSession, run: Callable[[AsyncExitStack], Awaitable[None]]
+) -> None:
+    """Run an endpoint (``run``) and end ``session`` however it finishes.
+
+    The session is ended first and the exit stack (dependency cleanup) unwound after,
+    so cleanup code runs once the client knows the outcome; an exception is thrown into
+    the cleanup as ``with`` blocks would see it. Nothing propagates to the server:
+    unexpected exceptions are logged here, once, with the session's path.
+    """
+    try:
+        async with AsyncExitStack() as stack:
+            try:
+                await run(stack)
+            except Exception as exc:
+                await end_session(session, exc)
+                raise
+            await finish_session(session)
+    except Exception as exc:
+        if not _is_expected(exc):
+            logger.exception("WebTransport endpoint for %s raised", session.path)
+
+
+async def finish_session(session: WebTransportSession) -> None:
+    """End a session whose endpoint returned: reject it if it was never answered (403,
+    as the contract does for an app returning before accept), close it with code 0 if it
+    is still open. Closing here, not in the server, also stops the session's reader."""
+    if session.state is SessionState.CONNECTING:
+        await end_session(session, WebTransportException(0))
+    elif session.state is not SessionState.CLOSED:
+        await session.close()
+
+
+async def end_session(session: WebTransportSession, exc: Exception) -> None:
+    """Reject or close ``session`` as ``exc`` asks; a session already closed is left alone."""
+    state = session.state
+    if state is SessionState.CONNECTING:
+        status, headers = _rejection(exc)
+        try:
+            await session.reject(status, headers)
+        except OSError:
+            pass  # the server already answered the request (the client went away)
+    elif state is not SessionState.CLOSED:
+        if isinstance(exc, WebTransportException):
+            await session.close(code=exc.code, reason=exc.reason)
+        else:
+            await session.close(code=INTERNAL_ERROR_CODE, reason=INTERNAL_ERROR_REASON)
+
+
+def _is_expected(exc: BaseException) -> bool:
+    """Whether ``exc`` is a normal way for a session to end, not worth a traceback."""
+    return isinstance(exc, WebTransportException | HTTPException | SessionClosedError)
+
+
+def _rejection(exc: Exception) -> tuple[int, list[tuple[bytes, bytes]]]:
+    if isinstance(exc, HTTPException) and 300 <= exc.status_code <= 599:
+        return exc.status_code, _encode_headers(exc.headers)
+    if isinstance(exc, WebTransportException):
+        return 403, []
+    return 500, []
+
+
+def _encode_headers(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+    if not headers:
+        return []
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]

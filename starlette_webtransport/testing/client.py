@@ -1,0 +1,462 @@
+"""An in-process WebTransport test client, for unit tests of WebTransport apps.
+
+``WebTransportTestClient(app).connect(path)`` plays the server of the ASGI contract in
+memory: it builds the scope, calls ``app(scope, receive, send)``, numbers streams as QUIC
+does, enforces ``max_datagram_size``, answers ``stream.open`` in order and maps close and
+rejection; it yields a client-role :class:`WebTransportSession` talking to the app. Stream
+data is flow-controlled (a sender waits while ``stream_window`` bytes are queued for the
+receiver and not yet received), so backpressure and memory behave as on a real server;
+no network and no QUIC are involved, so use a real server for transport tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+from urllib.parse import unquote
+
+from ..asgi import SPEC_VERSION, Message, Receive, Scope, Send
+from ..protocol.settings import serialize_protocol
+from ..session import SessionConfig, SessionRejectedError, WebTransportSession
+from ..session.constants import MAX_CLOSE_REASON_BYTES, MAX_ERROR_CODE
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_MAX_DATAGRAM_SIZE = 1200
+"""About what a real server reports for a 1350-byte QUIC packet on loopback."""
+DEFAULT_STREAM_WINDOW = 1024 * 1024
+"""Stream bytes queued for one side before senders wait, like a QUIC connection window."""
+DATAGRAM_QUEUE_SIZE = 256
+"""Datagrams queued for one side; more are dropped, as an overloaded server would."""
+APP_EXIT_TIMEOUT = 5.0
+"""Seconds the client waits for the app to return once the session is over."""
+
+_SERVER_ADDRESS = ("testserver", 443)
+_CLIENT_ADDRESS = ("testclient", 50000)
+_ROLES = ("server", "client")
+
+
+class ChannelClosedError(OSError):
+    """``send`` after the session ended, as the contract requires (an ``OSError``)."""
+
+
+class _Endpoint:
+    """One side's inbound events and flow-control accounting."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.events: deque[Message] = deque()
+        self.arrived = asyncio.Event()
+        self.stream_bytes = 0
+        self.space = asyncio.Event()
+        self.space.set()
+        self.datagrams = 0
+        self.final: Message | None = None
+        self.done = False
+        self.send_lock = asyncio.Lock()
+
+    def push(self, message: Message) -> None:
+        self.events.append(message)
+        self.arrived.set()
+
+
+@dataclass(slots=True)
+class _StreamRecord:
+    opener: str
+    bidirectional: bool
+    send_open: dict[str, bool] = field(default_factory=dict)
+    """Per role: may that role still send on the stream?"""
+    recv_open: dict[str, bool] = field(default_factory=dict)
+    """Per role: does that role still take data (it has not sent STOP_SENDING)?"""
+
+    def can_write(self, role: str) -> bool:
+        return self.bidirectional or self.opener == role
+
+    def can_read(self, role: str) -> bool:
+        return self.bidirectional or self.opener != role
+
+
+def _check_code(code: Any) -> int:
+    if not isinstance(code, int) or not 0 <= code <= MAX_ERROR_CODE:
+        raise ValueError(f"error codes are integers 0..{MAX_ERROR_CODE}, got {code!r}")
+    return code
+
+
+class _MemoryChannel:
+    """The in-memory server: both sides' ``receive``/``send`` of one session."""
+
+    def __init__(self, *, offered: list[str], max_datagram_size: int, stream_window: int) -> None:
+        self.offered = offered
+        self.max_datagram_size = max_datagram_size
+        self.stream_window = stream_window
+        self.endpoints = {"server": _Endpoint("server"), "client": _Endpoint("client")}
+        self.accepted = False
+        self.handshake: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.streams: dict[int, _StreamRecord] = {}
+        self.opened = {(role, bidi): 0 for role in _ROLES for bidi in (True, False)}
+        self.datagrams_dropped = 0
+        self.endpoints["server"].push({"type": "webtransport.connect"})
+
+    def peer(self, role: str) -> _Endpoint:
+        return self.endpoints["client" if role == "server" else "server"]
+
+    async def receive(self, role: str) -> Message:
+        endpoint = self.endpoints[role]
+        while not endpoint.events:
+            if endpoint.final is not None:
+                return dict(endpoint.final)
+            endpoint.arrived.clear()
+            await endpoint.arrived.wait()
+        message = endpoint.events.popleft()
+        kind = message["type"]
+        if kind == "webtransport.stream.receive":
+            endpoint.stream_bytes -= len(message["data"])
+            if endpoint.stream_bytes < self.stream_window:
+                endpoint.space.set()
+        elif kind == "webtransport.datagram.receive":
+            endpoint.datagrams -= 1
+        elif kind == "webtransport.disconnect":
+            endpoint.final = message
+        return message
+
+    async def send(self, role: str, message: Message) -> None:
+        endpoint = self.endpoints[role]
+        kind = message.get("type")
+        if endpoint.done:
+            raise ChannelClosedError(f"the session is over; cannot send {kind!r}")
+        if role == "server" and not self.accepted:
+            if kind == "webtransport.accept":
+                self._accept(message)
+            elif kind == "webtransport.reject":
+                self._reject(message.get("status", 403), message.get("headers", []))
+            elif kind == "webtransport.close":
+                self._reject(403, [])
+            else:
+                raise RuntimeError(f"{kind!r} sent before webtransport.accept")
+            return
+        if kind in ("webtransport.accept", "webtransport.reject"):
+            raise ChannelClosedError(f"{kind!r} after the session was accepted")
+        if kind == "webtransport.close":
+            reason = message.get("reason", "")
+            if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
+                raise ValueError(f"close reason over {MAX_CLOSE_REASON_BYTES} bytes")
+            self.end_session(_check_code(message.get("code", 0)), reason)
+        elif kind == "webtransport.drain":
+            self.peer(role).push({"type": "webtransport.drain"})
+        elif kind == "webtransport.datagram.send":
+            self._send_datagram(role, bytes(message["data"]))
+        elif kind == "webtransport.stream.open":
+            self._open_stream(role, bool(message["bidirectional"]))
+        elif kind == "webtransport.stream.send":
+            await self._stream_send(role, message)
+        elif kind == "webtransport.stream.reset":
+            self._stream_reset(role, message["stream"], _check_code(message.get("code", 0)))
+        elif kind == "webtransport.stream.stop_sending":
+            self._stop_sending(role, message["stream"], _check_code(message.get("code", 0)))
+        else:
+            raise ValueError(f"unknown ASGI WebTransport message {kind!r}")
+
+    def _accept(self, message: Message) -> None:
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None and subprotocol not in self.offered:
+            raise ValueError(f"subprotocol {subprotocol!r} was not offered ({self.offered})")
+        self.accepted = True
+        self.handshake.set_result(message)
+
+    def _reject(self, status: Any, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        if not isinstance(status, int) or not 100 <= status <= 599 or 200 <= status <= 299:
+            raise ValueError(f"a rejection needs a non-2xx status, got {status!r}")
+        server = self.endpoints["server"]
+        server.done = True
+        server.push({"type": "webtransport.disconnect", "code": 0, "reason": ""})
+        if not self.handshake.done():
+            self.handshake.set_result(
+                {"type": "webtransport.reject", "status": status, "headers": list(headers)}
+            )
+
+    def end_session(self, code: int, reason: str) -> None:
+        """WT_CLOSE_SESSION: both sides get ``disconnect`` as their last event."""
+        for endpoint in self.endpoints.values():
+            if not endpoint.done:
+                endpoint.done = True
+                endpoint.push({"type": "webtransport.disconnect", "code": code, "reason": reason})
+            endpoint.space.set()
+
+    def app_finished(self, error: BaseException | None) -> None:
+        """Section 6 of the contract: what the server does when the app returns."""
+        if not self.accepted:
+            if not self.endpoints["server"].done:
+                self._reject(500 if error is not None else 403, [])
+        elif not self.endpoints["client"].done:
+            self.end_session(0, "internal server error" if error is not None else "")
+
+    def _send_datagram(self, role: str, data: bytes) -> None:
+        if len(data) > self.max_datagram_size:
+            raise ValueError(
+                f"datagram of {len(data)} bytes exceeds max_datagram_size "
+                f"({self.max_datagram_size} bytes)"
+            )
+        peer = self.peer(role)
+        if peer.datagrams >= DATAGRAM_QUEUE_SIZE:
+            self.datagrams_dropped += 1
+            return
+        peer.datagrams += 1
+        peer.push({"type": "webtransport.datagram.receive", "data": data})
+
+    def _open_stream(self, role: str, bidirectional: bool) -> None:
+        index = self.opened[role, bidirectional]
+        self.opened[role, bidirectional] = index + 1
+        stream_id = index * 4 + (0 if bidirectional else 2) + (1 if role == "server" else 0)
+        peer = self.peer(role).role
+        record = _StreamRecord(role, bidirectional)
+        record.send_open = {role: True, peer: bidirectional}
+        record.recv_open = {role: bidirectional, peer: True}
+        self.streams[stream_id] = record
+        self.endpoints[role].push(
+            {
+                "type": "webtransport.stream.opened",
+                "stream": stream_id,
+                "bidirectional": bidirectional,
+            }
+        )
+        # A real server writes the stream header at once, so the peer learns of the stream.
+        self.peer(role).push(
+            {
+                "type": "webtransport.stream.receive",
+                "stream": stream_id,
+                "data": b"",
+                "end_stream": False,
+            }
+        )
+
+    def _record(self, role: str, stream_id: Any, *, write: bool) -> _StreamRecord:
+        record = self.streams.get(stream_id)
+        allowed = record is not None and (
+            record.can_write(role) if write else record.can_read(role)
+        )
+        if record is None or not allowed:
+            action = "written" if write else "read"
+            raise ValueError(f"stream {stream_id!r} cannot be {action} by the {role}")
+        return record
+
+    async def _stream_send(self, role: str, message: Message) -> None:
+        stream_id = message["stream"]
+        record = self._record(role, stream_id, write=True)
+        data = bytes(message.get("data", b""))
+        end_stream = bool(message.get("end_stream", False))
+        endpoint, peer = self.endpoints[role], self.peer(role)
+        async with endpoint.send_lock:  # data leaves in the order send() was awaited
+            while data and peer.stream_bytes >= self.stream_window:
+                peer.space.clear()
+                await peer.space.wait()
+                if endpoint.done:
+                    raise ChannelClosedError("the session ended while the write waited")
+            if not record.send_open[role]:
+                return  # stopped by the peer, already reset or finished: ignored
+            if end_stream:
+                record.send_open[role] = False
+            if record.recv_open[peer.role]:
+                peer.stream_bytes += len(data)
+                peer.push(
+                    {
+                        "type": "webtransport.stream.receive",
+                        "stream": stream_id,
+                        "data": data,
+                        "end_stream": end_stream,
+                    }
+                )
+
+    def _stream_reset(self, role: str, stream_id: Any, code: int) -> None:
+        record = self._record(role, stream_id, write=True)
+        if not record.send_open[role]:
+            return
+        record.send_open[role] = False
+        peer = self.peer(role)
+        if record.recv_open[peer.role]:
+            record.recv_open[peer.role] = False
+            peer.push({"type": "webtransport.stream.reset", "stream": stream_id, "code": code})
+
+    def _stop_sending(self, role: str, stream_id: Any, code: int) -> None:
+        record = self._record(role, stream_id, write=False)
+        if not record.recv_open[role]:
+            return
+        record.recv_open[role] = False
+        peer = self.peer(role)
+        if record.send_open[peer.role]:
+            record.send_open[peer.role] = False
+            peer.push(
+                {"type": "webtransport.stream.stop_sending", "stream": stream_id, "code": code}
+            )
+
+
+class WebTransportTestClient:
+    """Connects to an ASGI WebTransport app in memory, like Starlette's
+    ``TestClient.websocket_connect``, but async (WebTransport apps are concurrent)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
+        stream_window: int = DEFAULT_STREAM_WINDOW,
+        session_config: SessionConfig | None = None,
+    ) -> None:
+        self.app = app
+        self.max_datagram_size = max_datagram_size
+        self.stream_window = stream_window
+        self.session_config = session_config
+
+    @asynccontextmanager
+    async def connect(
+        self,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        origin: str | None = None,
+    ) -> AsyncIterator[WebTransportSession]:
+        """Open a session to ``path`` (may carry ``?query``); yields the client side.
+
+        Raises :class:`SessionRejectedError` (with the status) if the app rejects, closes
+        or returns before accepting, and re-raises an exception the app raised. Leaving
+        the block closes the session (code 0) and waits for the app to return."""
+        offered = list(subprotocols or [])
+        channel = _MemoryChannel(
+            offered=offered,
+            max_datagram_size=self.max_datagram_size,
+            stream_window=self.stream_window,
+        )
+        session_id = uuid.uuid4().hex
+        scope = self._server_scope(path, headers or {}, offered, origin, session_id)
+        app_task = asyncio.create_task(self._run_app(channel, scope))
+        try:
+            answer = await channel.handshake
+            if answer["type"] != "webtransport.accept":
+                await _join_app(app_task)
+                raise SessionRejectedError(answer["status"], list(answer.get("headers", [])))
+            session = WebTransportSession(
+                _client_scope(scope, answer),
+                partial(channel.receive, "client"),
+                partial(channel.send, "client"),
+                config=self.session_config,
+            )
+            await session.initialize()
+        except BaseException:
+            await _abandon_app(app_task)
+            raise
+        try:
+            yield session
+        except BaseException:
+            await session.close()
+            await _abandon_app(app_task)
+            raise
+        await session.close()
+        await _join_app(app_task)
+
+    async def _run_app(self, channel: _MemoryChannel, scope: Scope) -> None:
+        try:
+            await self.app(
+                scope, partial(channel.receive, "server"), partial(channel.send, "server")
+            )
+        except BaseException as exc:
+            channel.app_finished(exc)
+            raise
+        channel.app_finished(None)
+
+    def _server_scope(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        offered: list[str],
+        origin: str | None,
+        session_id: str,
+    ) -> Scope:
+        raw_path, _, query = path.partition("?")
+        header_list = [(b"host", _SERVER_ADDRESS[0].encode())]
+        if origin is not None:
+            header_list.append((b"origin", origin.encode("latin-1")))
+        if offered:
+            value = b", ".join(serialize_protocol(protocol) for protocol in offered)
+            header_list.append((b"wt-available-protocols", value))
+        header_list += [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in headers.items()
+        ]
+        return {
+            "type": "webtransport",
+            "asgi": {"version": "3.0", "spec_version": SPEC_VERSION},
+            "http_version": "3",
+            "scheme": "https",
+            "method": "CONNECT",
+            "path": unquote(raw_path),
+            "raw_path": raw_path.encode("latin-1"),
+            "query_string": query.encode("latin-1"),
+            "root_path": "",
+            "headers": header_list,
+            "client": _CLIENT_ADDRESS,
+            "server": _SERVER_ADDRESS,
+            "subprotocols": offered,
+            "extensions": {
+                "webtransport": {
+                    "session_id": session_id,
+                    "stream_id": 0,
+                    "draft": "draft15",
+                    "max_datagram_size": self.max_datagram_size,
+                    "connection": {
+                        "id": session_id[:16],
+                        "alpn": "h3",
+                        "local": list(_SERVER_ADDRESS),
+                        "remote": list(_CLIENT_ADDRESS),
+                    },
+                }
+            },
+        }
+
+
+def _client_scope(server_scope: Scope, accept: Message) -> Scope:
+    """The client's view: the response headers, the peer's address, role "client"."""
+    headers: list[tuple[bytes, bytes]] = []
+    subprotocol = accept.get("subprotocol")
+    if subprotocol is not None:
+        headers.append((b"wt-protocol", serialize_protocol(subprotocol)))
+    headers += [(bytes(name).lower(), bytes(value)) for name, value in accept.get("headers", [])]
+    extension = dict(server_scope["extensions"]["webtransport"])
+    connection = extension["connection"]
+    extension["role"] = "client"
+    extension["connection"] = connection | {
+        "local": connection["remote"],
+        "remote": connection["local"],
+    }
+    return {
+        **server_scope,
+        "headers": headers,
+        "client": server_scope["server"],
+        "server": server_scope["client"],
+        "extensions": {"webtransport": extension},
+    }
+
+
+async def _join_app(app_task: asyncio.Task[None]) -> None:
+    """Wait for the app to return and re-raise what it raised."""
+    done, _ = await asyncio.wait({app_task}, timeout=APP_EXIT_TIMEOUT)
+    if not done:
+        await _abandon_app(app_task)
+        raise RuntimeError(
+            f"the app did not return within {APP_EXIT_TIMEOUT} s after the session ended"
+        )
+    app_task.result()
+
+
+async def _abandon_app(app_task: asyncio.Task[None]) -> None:
+    """Stop the app without raising: something else is already being raised."""
+    if not app_task.done():
+        app_task.cancel()
+    await asyncio.wait({app_task})
+    if not app_task.cancelled():
+        app_task.exception()  # retrieved, so asyncio does not log it as lost

@@ -1,0 +1,95 @@
+"""``starlette-webtransport serve`` end to end: a real process, a real QUIC session."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from starlette_webtransport.client import connect
+from starlette_webtransport.session.events import EventType
+from starlette_webtransport.session.state import SessionState
+
+REPO = Path(__file__).resolve().parents[2]
+
+APP = """
+from starlette_webtransport.session.session import WebTransportSession
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    session = WebTransportSession(scope, receive, send)
+    await session.accept()
+    async for stream in session.incoming_streams():
+        await stream.write(await stream.read(), end_stream=True)
+"""
+
+
+async def read_banner(stdout: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The port and certificate hash the server prints once it listens."""
+    sha256 = port = None
+    async with asyncio.timeout(30):
+        while port is None:
+            line = (await stdout.readline()).decode()
+            assert line, "the server exited before listening"
+            if match := re.fullmatch(r"certificate sha256: ([0-9a-f]{64})\n", line):
+                sha256 = bytes.fromhex(match.group(1))
+            if match := re.match(r"listening on https://127\.0\.0\.1:(\d+) ", line):
+                port = int(match.group(1))
+    assert sha256 is not None, "no certificate line before the listening line"
+    return port, sha256
+
+
+async def test_serve_echoes_and_sigterm_drains_then_exits_0(tmp_path: Path) -> None:
+    (tmp_path / "echoapp.py").write_text(APP)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "starlette_webtransport",
+        "serve",
+        "echoapp:app",
+        "--port",
+        "0",
+        "--graceful-timeout",
+        "2",
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        port, sha256 = await read_banner(process.stdout)
+        async with connect(
+            f"https://127.0.0.1:{port}/echo", certificate_hashes=[sha256]
+        ) as session:
+            stream = await session.create_bidirectional_stream()
+            await stream.write(b"before", end_stream=True)
+            assert await stream.read() == b"before"
+
+            draining = asyncio.Event()
+            session.on(EventType.SESSION_DRAINING, lambda event: draining.set())
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(draining.wait(), 5)
+            assert session.state is SessionState.DRAINING
+            # Draining sessions keep working until the grace period ends.
+            stream = await session.create_bidirectional_stream()
+            await stream.write(b"while draining", end_stream=True)
+            assert await stream.read() == b"while draining"
+
+            await asyncio.wait_for(session.wait_closed(), 10)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
