@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -78,8 +79,8 @@ async def run_page(browser: str, url: str, *, timeout: float = 60.0) -> dict[str
     separator = "&" if "?" in url else "?"
     full_url = f"{url}{separator}report=http://127.0.0.1:{port}/"
     profile = Path(tempfile.mkdtemp(prefix=f"wt-{browser}-"))
-    process = subprocess.Popen(
-        browser_command(browser, full_url, profile),
+    process = await asyncio.create_subprocess_exec(
+        *browser_command(browser, full_url, profile),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "HOME": str(profile)},
@@ -89,12 +90,12 @@ async def run_page(browser: str, url: str, *, timeout: float = 60.0) -> dict[str
         return await asyncio.wait_for(received, timeout)
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, 15)
+            os.killpg(process.pid, signal.SIGTERM)
         try:
-            await asyncio.to_thread(process.wait, 10)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, 9)
-            await asyncio.to_thread(process.wait)
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
         server.close()
         shutil.rmtree(profile, ignore_errors=True)
