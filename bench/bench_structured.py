@@ -29,6 +29,7 @@ from starlette_webtransport.structured import (  # noqa: E402
     JSONSerializer,
     MsgPackSerializer,
     Schema,
+    Serializer,
     StructuredStream,
 )
 
@@ -79,7 +80,8 @@ async def main(messages: int) -> None:
     ticks = [Tick(i, 100.0 + i / 100, "WTX") for i in range(messages)]
     print(f"{messages} small messages over the in-memory stream (best of 3)")
     print(f"{'serializer':<10} {'payload':>8} {'raw msg/s':>12} {'typed msg/s':>12} {'ratio':>6}")
-    for name, serializer in [("msgpack", MsgPackSerializer()), ("json", JSONSerializer())]:
+    serializers: dict[str, Serializer] = {"msgpack": MsgPackSerializer(), "json": JSONSerializer()}
+    for name, serializer in serializers.items():
         schema = Schema({1: Tick}, serializer=serializer)
         encode = serializer.encoder()
         frames = [HEADER.pack(1, len(p)) + p for p in map(encode, ticks)]

@@ -70,8 +70,7 @@ from ..protocol.state import SessionClosed, SessionDraining, SessionProtocol
 from ..server.certs import describe_certificate
 from ..server.h3 import SessionGone
 from ..server.quic import CONNECTION_WINDOW, STREAM_WINDOW, WebTransportQuicConnection
-from ..session.config import SessionConfig
-from ..session.session import WebTransportSession
+from ..session import SessionConfig, SessionRejectedError, WebTransportSession
 
 MAX_DATAGRAM_FRAME_SIZE = 65536
 """Advertised ``max_datagram_frame_size``: servers may send us datagrams only if we set it."""
@@ -101,19 +100,17 @@ _session_ids = itertools.count(1)
 
 
 class WebTransportConnectError(ConnectionError):
-    """No session: the handshake, the certificate, the server's SETTINGS or its answer
-    to the CONNECT failed. ``status`` is the HTTP status of a non-2xx answer."""
+    """No session: the QUIC handshake, the certificate, the server's SETTINGS or its
+    answer to the CONNECT failed."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        headers: Sequence[tuple[bytes, bytes]] = (),
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = list(headers)
+
+class WebTransportRejectedError(SessionRejectedError, WebTransportConnectError):
+    """The server answered the CONNECT with a non-2xx ``status``. Also the
+    :class:`~starlette_webtransport.session.SessionRejectedError` that the in-process
+    test client raises, so one ``except`` serves both."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        SessionRejectedError.__init__(self, status, headers)
 
 
 class _ClientH3Connection(H3Connection):
@@ -756,7 +753,7 @@ async def connect(
     headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     origin: str | None = None,
     protocols: Sequence[str] | None = None,
-    timeout: float = 10.0,  # noqa: ASYNC109 (bounds establishment only, not the body)
+    timeout: float = 10.0,
     config: SessionConfig | None = None,
 ) -> AsyncIterator[WebTransportSession]:
     """Open a WebTransport session to ``url``; on exit close it and its connection.
@@ -827,9 +824,11 @@ async def _establish(
     headers = await protocol.response
     if not channel.established:
         status = _status(headers)
-        raise WebTransportConnectError(
-            f"the server answered the CONNECT with status {status}", status=status, headers=headers
-        )
+        if status is None:
+            raise WebTransportConnectError(
+                "the server's answer to the CONNECT has no valid :status"
+            )
+        raise WebTransportRejectedError(status, headers)
     return channel, [(name, value) for name, value in headers if not name.startswith(b":")]
 
 

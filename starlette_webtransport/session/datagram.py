@@ -64,11 +64,7 @@ class WebTransportDatagramTransport:
         the session is closed and the queue is empty."""
         while not self._queue:
             if self._session.is_closed:
-                raise SessionClosedError(
-                    "the session is closed",
-                    code=self._session.close_code,
-                    reason=self._session.close_reason or "",
-                )
+                raise self._session._closed_error()
             self._arrived.clear()
             await self._arrived.wait()
         return self._queue.popleft()

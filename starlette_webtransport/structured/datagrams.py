@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from typing import Generic, Protocol, Self, TypeVar, overload
 
 from .errors import MessageTooLargeError, TruncatedMessageError
-from .schema import Schema
+from .schema import Schema, resolve_schema
 from .serializers import Serializer
-from .streams import resolve_schema
 
 T = TypeVar("T")
 

@@ -123,3 +123,22 @@ class Schema(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Schema({self.registry!r}, serializer={self.serializer!r})"
+
+
+def resolve_schema(
+    schema: Schema[T] | None,
+    serializer: Serializer | None,
+    registry: Mapping[int, type[T]] | None,
+) -> Schema[T]:
+    """Take a shared, prebuilt schema or the ``serializer=, registry=`` pair.
+
+    The pair is what ``session.create_structured_stream`` passes; a schema built once
+    and shared is the cheaper form when many streams speak the same messages.
+    """
+    if schema is not None:
+        if serializer is not None or registry is not None:
+            raise TypeError("pass either schema= or serializer= and registry=, not both")
+        return schema
+    if serializer is None or registry is None:
+        raise TypeError("pass schema=, or both serializer= and registry=")
+    return Schema(registry, serializer=serializer)

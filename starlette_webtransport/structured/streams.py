@@ -23,7 +23,7 @@ from .errors import (
     MessageTooLargeError,
     TruncatedMessageError,
 )
-from .schema import Schema
+from .schema import Schema, resolve_schema
 from .serializers import Serializer
 
 T = TypeVar("T")
@@ -40,8 +40,7 @@ class SendStream(Protocol):
 
     async def write(self, data: bytes, /) -> None: ...
 
-    async def close(self) -> None:
-        """Send FIN."""
+    async def close(self) -> None: ...
 
     async def reset(self, code: int, /) -> None: ...
 
@@ -61,21 +60,6 @@ class ReceiveStream(Protocol):
 
 class BidirectionalStream(SendStream, ReceiveStream, Protocol):
     pass
-
-
-def resolve_schema(
-    schema: Schema[T] | None,
-    serializer: Serializer | None,
-    registry: Mapping[int, type[T]] | None,
-) -> Schema[T]:
-    """Accept either a prebuilt schema or the ``serializer=, registry=`` pair."""
-    if schema is not None:
-        if serializer is not None or registry is not None:
-            raise TypeError("pass either schema= or serializer= and registry=, not both")
-        return schema
-    if serializer is None or registry is None:
-        raise TypeError("pass schema=, or both serializer= and registry=")
-    return Schema(registry, serializer=serializer)
 
 
 def _check_max_message_size(max_message_size: int) -> int:
@@ -310,8 +294,8 @@ class StructuredReceiveStream(Generic[T]):
 class StructuredStream(StructuredSendStream[T], StructuredReceiveStream[T]):
     """Typed messages in both directions of a bidirectional stream.
 
-    Wraps a stream opened locally or accepted from the peer alike; only the order of
-    the first send and receive matters to the application protocol.
+    The framing is the same both ways, so a stream opened locally and one accepted
+    from the peer are wrapped alike.
     """
 
     @overload

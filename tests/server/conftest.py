@@ -44,6 +44,14 @@ class ScriptedApp:
             )
             await send({"type": "http.response.body", "body": b"ok"})
             return
+        if scope["type"] == "websocket":
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept"})
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                await send({"type": "websocket.send", "text": "echo: " + message["text"]})
         assert scope["type"] == "webtransport"
         handler = self.handlers.get(scope["path"])
         if handler is None:

@@ -414,13 +414,24 @@ async def test_memory_stays_bounded_when_the_app_does_not_read(
 async def test_http_requests_keep_working_beside_webtransport(
     app: ScriptedApp, server: Any
 ) -> None:
-    import httpx
+    import ssl
 
-    async with httpx.AsyncClient(verify=False, http2=False) as client:
-        response = await client.get(f"https://127.0.0.1:{server.port}/")
-    assert response.text == "ok"
-    assert f':{server.port}"' in response.headers["alt-svc"]
-    assert "h3" in response.headers["alt-svc"]
+    import httpx
+    import websockets
+
+    for http2 in (False, True):
+        async with httpx.AsyncClient(verify=False, http2=http2) as client:
+            response = await client.get(f"https://127.0.0.1:{server.port}/")
+        assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+        assert response.text == "ok"
+        assert f':{server.port}"' in response.headers["alt-svc"]
+        assert "h3" in response.headers["alt-svc"]
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    async with websockets.connect(f"wss://127.0.0.1:{server.port}/ws", ssl=context) as ws:
+        await ws.send("hi")
+        assert await ws.recv() == "echo: hi"
     async with raw_peer(server.port) as peer:
         stream_id = peer._quic.get_next_available_stream_id()
         peer.h3.send_headers(
@@ -436,4 +447,20 @@ async def test_http_requests_keep_working_beside_webtransport(
         peer.transmit()
         event = await asyncio.wait_for(peer.events.get(), 5)
         assert dict(event.headers)[b":status"] == b"200"  # type: ignore[attr-defined]
-    assert app.http_versions == ["1.1", "3"]
+    assert app.http_versions == ["1.1", "2", "3"]
+
+
+async def test_ipv6_loopback(app: ScriptedApp) -> None:
+    from starlette_webtransport.testing.server import running_server
+
+    async def handler(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await accept(receive, send)
+        message = await receive()
+        await send({"type": "webtransport.datagram.send", "data": message["data"]})
+        await receive()
+
+    app.handlers["/v6"] = handler
+    async with running_server(app, host="::1") as state, raw_peer(state.port, host="::1") as peer:
+        await peer.open_session("/v6")
+        peer.send_datagram(b"over ipv6")
+        assert await asyncio.wait_for(peer.datagrams.get(), 5) == b"over ipv6"

@@ -118,7 +118,8 @@ async def test_python_reads_js_frames() -> None:
 
 
 async def test_js_send_errors() -> None:
-    answer = await run_js("send", messages=[[70000, {}], [2, {"text": "x" * 50}]], maxMessageSize=20)
+    messages = [[70000, {}], [2, {"text": "x" * 50}]]
+    answer = await run_js("send", messages=messages, maxMessageSize=20)
     assert answer["writes"] == []
     assert answer["errors"][0]["name"] == "RangeError"
     assert answer["errors"][1]["name"] == "MessageTooLargeError"

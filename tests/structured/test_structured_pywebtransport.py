@@ -39,13 +39,13 @@ class TheirChat:
     reply_to: int | None = None
 
 
-OURS = {1: Point, 2: Chat}
+OURS: dict[int, type[Point | Chat]] = {1: Point, 2: Chat}
 THEIRS = {1: TheirPoint, 2: TheirChat}
 
 
 async def test_stream_interop() -> None:
     near, far = memory_stream_pair()
-    theirs = TheirStream(stream=near, serializer=TheirJSON(), registry=THEIRS)
+    theirs = TheirStream(stream=near, serializer=TheirJSON(), registry=THEIRS)  # type: ignore[arg-type]
     ours = StructuredStream(far, serializer=JSONSerializer(), registry=OURS)
     await theirs.send_obj(obj=TheirChat("lobby", "hi", ["ann"]))
     await theirs.send_obj(obj=TheirPoint(1.5, 2.0))
@@ -72,7 +72,9 @@ class _DatagramEndpoint:
 async def test_datagram_interop() -> None:
     near, far = memory_datagram_pair()
     theirs = TheirDatagrams(
-        datagram_transport=_DatagramEndpoint(near), serializer=TheirJSON(), registry=THEIRS
+        datagram_transport=_DatagramEndpoint(near),  # type: ignore[arg-type]
+        serializer=TheirJSON(),
+        registry=THEIRS,
     )
     ours = StructuredDatagramTransport(far, serializer=JSONSerializer(), registry=OURS)
     await theirs.send_obj(obj=TheirPoint(-1.0, 0.25))

@@ -279,7 +279,7 @@ async def test_large_message_spanning_many_reads(connection: Any, schema: Schema
 def test_max_message_size_must_fit_the_length_field(size: int) -> None:
     schema = Schema[Message](REGISTRY, serializer=MsgPackSerializer())
     with pytest.raises(ValueError, match="max_message_size"):
-        StructuredStream(object(), schema=schema, max_message_size=size)  # type: ignore[arg-type]
+        StructuredStream(object(), schema=schema, max_message_size=size)  # type: ignore[call-overload]
 
 
 def test_schema_and_registry_forms_are_exclusive() -> None:

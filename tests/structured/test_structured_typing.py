@@ -11,7 +11,7 @@ from mypy import api
 REPO = Path(__file__).parents[2]
 
 # Lines marked "# E:" must be mypy errors, and no other line may be.
-USER_CODE = '''\
+USER_CODE = """\
 from typing import assert_type
 
 import msgspec
@@ -58,7 +58,7 @@ async def check(stream: BidirectionalStream, datagrams: Datagrams) -> None:
     assert_type(await transport.receive_obj(), Ping | Pong)
 
     StructuredStream(stream, schema=schema, registry={1: Ping})  # E: no overload matches
-'''
+"""
 
 
 def test_types_seen_by_mypy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

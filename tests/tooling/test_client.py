@@ -35,7 +35,11 @@ from aioquic.quic.events import (
     StreamReset,
 )
 
-from starlette_webtransport.client import WebTransportConnectError, connect
+from starlette_webtransport.client import (
+    WebTransportConnectError,
+    WebTransportRejectedError,
+    connect,
+)
 from starlette_webtransport.client.connection import STREAM_HIGH_WATER
 from starlette_webtransport.protocol.capsules import (
     CapsuleParser,
@@ -50,8 +54,9 @@ from starlette_webtransport.server.certs import (
     write_certificate,
 )
 from starlette_webtransport.server.quic import STREAM_WINDOW
-from starlette_webtransport.session.exceptions import (
+from starlette_webtransport.session import (
     DatagramTooLargeError,
+    SessionRejectedError,
     StreamResetError,
     StreamStoppedError,
 )
@@ -274,6 +279,16 @@ async def test_connect_request_carries_what_servers_key_on(server: RawServer) ->
     assert settings[0x33] == 1  # H3_DATAGRAM
     assert settings[0x14E9CD29] == 1  # WT_MAX_SESSIONS (draft-13)
     assert settings[0x2C7CF000] == 1  # WT_ENABLED (draft-15)
+    assert 0x8 not in settings  # ENABLE_CONNECT_PROTOCOL is the server's to send
+
+
+async def test_path_and_query_are_percent_encoded(server: RawServer) -> None:
+    async with connect(
+        server.url("/echo wt/ü?q=a b&r=1"), certificate_hashes=server.pin
+    ) as session:
+        assert session.path == "/echo wt/ü"
+        assert session.query_params["q"] == "a b"
+    assert server.record.requests[0][b":path"] == b"/echo%20wt/%C3%BC?q=a%20b&r=1"
 
 
 async def test_ca_verification_with_cafile(server: RawServer) -> None:
@@ -296,10 +311,13 @@ async def test_wrong_pin_is_refused(server: RawServer) -> None:
 
 
 async def test_non_2xx_raises_with_status(server: RawServer) -> None:
-    with pytest.raises(WebTransportConnectError) as caught:
+    with pytest.raises(WebTransportRejectedError) as caught:
         async with connect(server.url("/reject"), certificate_hashes=server.pin):
             pass
     assert caught.value.status == 404
+    # The in-process test client raises SessionRejectedError; one except serves both.
+    assert isinstance(caught.value, SessionRejectedError)
+    assert isinstance(caught.value, WebTransportConnectError)
 
 
 async def test_server_without_webtransport_settings(tmp_path: Path) -> None:

@@ -1,0 +1,229 @@
+"""WebTransport routes in Starlette's routing tree.
+
+A session arrives as a ``"webtransport"`` scope, which Starlette's ``Router`` refuses
+(it asserts http/websocket/lifespan) and its ``Mount`` and ``Host`` do not match. Rather
+than replacing those classes, :func:`enable_webtransport` puts a small dispatcher in
+front of the app's router, after every middleware of the app: it finds the
+:class:`WebTransportRoute` for the session by walking the same ``routes`` the router
+uses, asking ``Mount`` and ``Host`` to match a websocket-typed *copy* of the scope (their
+matching is path and host only) and never handing a disguised scope to any handler.
+HTTP, WebSocket and lifespan scopes pass straight through to the router.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any, Protocol, TypeVar
+
+from starlette.datastructures import URLPath
+from starlette.middleware import Middleware
+from starlette.routing import (
+    BaseRoute,
+    Host,
+    Match,
+    Mount,
+    NoMatchFound,
+    Router,
+    compile_path,
+    get_name,
+    replace_params,
+)
+from starlette.types import ASGIApp
+
+from ..asgi import Receive, Scope, Send
+from ..session import WebTransportSession
+from .dependencies import build_dependant, call_with_dependencies, is_coroutine_callable
+from .exceptions import run_session
+
+__all__ = [
+    "WebTransportRoute",
+    "enable_webtransport",
+    "route_path",
+    "webtransport_route",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _HasRouter(Protocol):
+    @property
+    def router(self) -> Router: ...
+
+
+def route_path(scope: Scope) -> str:
+    """The part of ``path`` below ``root_path``, which routes match against; the same
+    rule as Starlette's, so a WebTransport route inside a ``Mount`` sees what an HTTP
+    route there would."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    rest = path[len(root_path) :]
+    return rest if rest == "" or rest.startswith("/") else path
+
+
+def session_app(endpoint: Callable[..., Any]) -> ASGIApp:
+    """Wrap ``async def endpoint(session, ...)`` (parameters injected by
+    :mod:`.dependencies`) as the ASGI app of a route."""
+    if not is_coroutine_callable(endpoint):
+        raise TypeError(f"WebTransport endpoints must be async functions, got {endpoint!r}")
+    dependant = build_dependant(endpoint)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        session = WebTransportSession(scope, receive, send)
+
+        async def run(stack: AsyncExitStack) -> None:
+            await call_with_dependencies(dependant, session=session, stack=stack)
+
+        await run_session(session, run)
+
+    return app
+
+
+class WebTransportRoute(BaseRoute):
+    """A WebTransport endpoint at ``path``, beside ``Route`` and ``WebSocketRoute``.
+
+    ``endpoint`` is ``async def endpoint(session: WebTransportSession, ...)``, its other
+    parameters filled by path parameter name, by annotation or by ``Depends``; or an ASGI
+    class such as a :class:`~.endpoints.WebTransportEndpoint` subclass.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        name: str | None = None,
+        middleware: Sequence[Middleware] | None = None,
+    ) -> None:
+        if not path.startswith("/"):
+            raise ValueError(f"routed paths must start with '/', got {path!r}")
+        self.path = path
+        self.endpoint = endpoint
+        self.name = get_name(endpoint) if name is None else name
+
+        handler = endpoint
+        while isinstance(handler, functools.partial):
+            handler = handler.func
+        if inspect.isfunction(handler) or inspect.ismethod(handler):
+            self.app = session_app(endpoint)
+        else:
+            self.app = endpoint  # an ASGI class, e.g. a WebTransportEndpoint
+        for cls, args, kwargs in reversed(middleware or ()):
+            self.app = cls(self.app, *args, **kwargs)
+
+        self.path_regex, self.path_format, self.param_convertors = compile_path(path)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "webtransport":
+            return Match.NONE, {}
+        match = self.path_regex.match(route_path(scope))
+        if match is None:
+            return Match.NONE, {}
+        path_params = dict(scope.get("path_params", {}))
+        for key, value in match.groupdict().items():
+            path_params[key] = self.param_convertors[key].convert(value)
+        return Match.FULL, {"endpoint": self.endpoint, "path_params": path_params, "route": self}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        if name != self.name or set(path_params) != set(self.param_convertors):
+            raise NoMatchFound(name, path_params)
+        path, remaining = replace_params(self.path_format, self.param_convertors, path_params)
+        assert not remaining
+        # WebTransport URLs are https:// URLs, so the URL is built as for HTTP.
+        return URLPath(path=path, protocol="http")
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    def __eq__(self, other: Any) -> bool:
+        return (
+            isinstance(other, WebTransportRoute)
+            and self.path == other.path
+            and self.endpoint == other.endpoint
+        )
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(path={self.path!r}, name={self.name!r})"
+
+
+def resolve(routes: Sequence[BaseRoute], scope: Scope) -> tuple[BaseRoute, Scope] | None:
+    """The first route, depth first in declaration order, that takes this WebTransport
+    session, and the scope it should see (a new dict, to apply to ``scope``).
+
+    Routes that understand WebTransport scopes answer for themselves. ``Mount`` and
+    ``Host`` only match http/websocket scopes, but their matching reads nothing but the
+    path, the root path and the host header, so they are asked about a websocket-typed
+    copy and, when they match, searched recursively. A ``Mount`` with nothing matching
+    inside does not end the search, unlike HTTP routing: nothing else could answer
+    this session there.
+    """
+    for route in routes:
+        match, child_scope = route.matches(scope)
+        if match is Match.FULL:
+            return route, {**scope, **child_scope}
+        if isinstance(route, Mount | Host):
+            match, child_scope = route.matches({**scope, "type": "websocket"})
+            if match is Match.FULL:
+                found = resolve(route.routes, {**scope, **child_scope})
+                if found is not None:
+                    return found
+    return None
+
+
+class WebTransportDispatcher:
+    """Routes WebTransport sessions for one router; everything else goes to ``app``
+    (the router's own stack). Installed by :func:`enable_webtransport`."""
+
+    def __init__(self, router: Router, app: ASGIApp) -> None:
+        self.router = router
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "webtransport":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("router", self.router)
+        found = resolve(self.router.routes, scope)
+        if found is None:
+            await send({"type": "webtransport.reject", "status": 404, "headers": []})
+            return
+        route, child_scope = found
+        scope.update(child_scope)
+        await route.handle(scope, receive, send)
+
+
+def enable_webtransport(app: Router | _HasRouter) -> None:
+    """Let ``app`` (a ``Starlette``/``FastAPI`` app, or a ``Router``) serve WebTransport
+    sessions on its :class:`WebTransportRoute` routes, including those nested in
+    ``Mount`` and ``Host``. Unmatched sessions are rejected with 404.
+
+    The dispatcher wraps the router's ``middleware_stack``, so every middleware of the
+    app sees WebTransport scopes, in order, before routing. Calling it again is a no-op.
+    """
+    router = app if isinstance(app, Router) else app.router
+    if isinstance(router.middleware_stack, WebTransportDispatcher):
+        return
+    router.middleware_stack = WebTransportDispatcher(router, router.middleware_stack)
+
+
+def webtransport_route(
+    router: Router | _HasRouter,
+    path: str,
+    *,
+    name: str | None = None,
+    middleware: Sequence[Middleware] | None = None,
+) -> Callable[[F], F]:
+    """Decorator adding a :class:`WebTransportRoute` to a ``Router`` or a ``Starlette``
+    app, for code that prefers decorators to ``routes=[...]`` lists. FastAPI apps and
+    ``APIRouter`` have their own, in :mod:`.fastapi`."""
+    target = router if isinstance(router, Router) else router.router
+
+    def decorator(endpoint: F) -> F:
+        target.routes.append(WebTransportRoute(path, endpoint, name=name, middleware=middleware))
+        return endpoint
+
+    return decorator
