@@ -37,6 +37,9 @@ class WebTransportExtension(TypedDict):
     """Largest datagram payload, in bytes, the server can send in one QUIC packet."""
     connection: dict[str, Any]
     """Static facts about the QUIC connection (``id``, ``alpn``, ``local``, ``remote``)."""
+    role: NotRequired[Literal["server", "client"]]
+    """Which end this scope describes; absent means ``"server"``. A client (our Python
+    client, the test client) builds a client-role scope for its own session object."""
 
 
 class WebTransportScope(TypedDict):

@@ -28,6 +28,7 @@ class ServeSettings:
     app: str
     host: str | tuple[str, ...] = "127.0.0.1"
     port: int = 4433
+    http_port: int | None = None
     certfile: str | None = None
     keyfile: str | None = None
     workers: int = 1
@@ -98,6 +99,7 @@ _ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "app": ("APP", str),
     "host": ("HOST", _hosts),
     "port": ("PORT", _port),
+    "http_port": ("HTTP_PORT", _port),
     "certfile": ("CERTFILE", str),
     "keyfile": ("KEYFILE", str),
     "workers": ("WORKERS", _positive),
@@ -146,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on; repeat for several (default 127.0.0.1)",
     )
     serve.add_argument("--port", type=_argparse_type(_port), help="TCP and UDP port (4433)")
+    serve.add_argument(
+        "--http-port",
+        type=_argparse_type(_port),
+        metavar="PORT",
+        help=(
+            "also serve plain HTTP (no TLS) on this TCP port: a page from "
+            "http://127.0.0.1 is a secure context and can pin the certificate by hash"
+        ),
+    )
     serve.add_argument("--certfile", metavar="F", help="PEM certificate (chain) file")
     serve.add_argument("--keyfile", metavar="F", help="PEM private key file")
     serve.add_argument(
@@ -242,6 +253,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             settings.app,
             host=settings.host,
             port=settings.port,
+            http_port=settings.http_port,
             certfile=settings.certfile,
             keyfile=settings.keyfile,
             workers=settings.workers,

@@ -371,7 +371,7 @@ class WebTransportSession(EventEmitter):
             raise RuntimeError('a server-role session is started by "accept()"')
         await self._start()
 
-    async def ready(self, *, timeout: float = constants.DEFAULT_READY_TIMEOUT) -> None:  # noqa: ASYNC109 (seed API)
+    async def ready(self, *, timeout: float = constants.DEFAULT_READY_TIMEOUT) -> None:
         """Wait until the session is CONNECTED (or DRAINING)."""
         if not self.is_ready:
             try:
@@ -424,7 +424,7 @@ class WebTransportSession(EventEmitter):
     async def create_bidirectional_stream(
         self,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 (seed API)
+        timeout: float | None = None,
     ) -> WebTransportStream:
         stream = await self._open_stream(bidirectional=True, open_timeout=timeout)
         assert isinstance(stream, WebTransportStream)
@@ -433,7 +433,7 @@ class WebTransportSession(EventEmitter):
     async def create_unidirectional_stream(
         self,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 (seed API)
+        timeout: float | None = None,
     ) -> WebTransportSendStream:
         return await self._open_stream(bidirectional=False, open_timeout=timeout)
 
@@ -442,7 +442,7 @@ class WebTransportSession(EventEmitter):
         *,
         serializer: Serializer,
         registry: Mapping[int, type[T]],
-        timeout: float | None = None,  # noqa: ASYNC109 (seed API)
+        timeout: float | None = None,
     ) -> StructuredStream[T]:
         """A new bidirectional stream carrying typed messages (``structured``)."""
         from ..structured import StructuredStream

@@ -10,7 +10,6 @@ the constructor's check of the scope type. This subclass lifts it for
 
 from __future__ import annotations
 
-
 from starlette.requests import HTTPConnection
 
 from ..asgi import Scope

@@ -99,8 +99,8 @@ def build_dependant(call: Callable[..., Any]) -> Dependant:
             inspect.Parameter.VAR_KEYWORD,
         ):
             raise TypeError(
-                f"parameter {parameter.name!r} of {_describe(call)} is {parameter.kind.description};"
-                " dependencies are passed by keyword"
+                f"parameter {parameter.name!r} of {_describe(call)} is "
+                f"{parameter.kind.description}; dependencies are passed by keyword"
             )
         resolved = _analyse(call, parameter)
         if resolved is not None:
@@ -223,7 +223,7 @@ def _kind_of(call: Callable[..., Any]) -> _Kind:
     while isinstance(call, functools.partial):
         call = call.func
     if not inspect.isroutine(call) and not inspect.isclass(call):
-        call = call.__call__  # a callable instance
+        call = type(call).__call__  # a callable instance: look at its method
     if inspect.isasyncgenfunction(call):
         return _Kind.ASYNC_GENERATOR
     if inspect.isgeneratorfunction(call):

@@ -9,6 +9,7 @@ seeing it vanish.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -48,7 +49,9 @@ class WebTransportException(Exception):
     def __init__(self, code: int, reason: str | None = None) -> None:
         # Checked here so a bad code fails where it is raised, not later inside close().
         if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= MAX_ERROR_CODE:
-            raise ValueError(f"WebTransport close codes are u32 (0..{MAX_ERROR_CODE}), got {code!r}")
+            raise ValueError(
+                f"WebTransport close codes are u32 (0..{MAX_ERROR_CODE}), got {code!r}"
+            )
         reason = reason or ""
         if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
             raise ValueError(
@@ -104,10 +107,9 @@ async def end_session(session: WebTransportSession, exc: Exception) -> None:
     state = session.state
     if state is SessionState.CONNECTING:
         status, headers = _rejection(exc)
-        try:
+        # OSError: the server already answered the request (the client went away).
+        with contextlib.suppress(OSError):
             await session.reject(status, headers)
-        except OSError:
-            pass  # the server already answered the request (the client went away)
     elif state is not SessionState.CLOSED:
         if isinstance(exc, WebTransportException):
             await session.close(code=exc.code, reason=exc.reason)
@@ -131,4 +133,6 @@ def _rejection(exc: Exception) -> tuple[int, list[tuple[bytes, bytes]]]:
 def _encode_headers(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
     if not headers:
         return []
-    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]

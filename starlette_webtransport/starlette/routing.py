@@ -16,8 +16,10 @@ import functools
 import inspect
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from re import Pattern
 from typing import Any, Protocol, TypeVar
 
+from starlette.convertors import Convertor
 from starlette.datastructures import URLPath
 from starlette.middleware import Middleware
 from starlette.routing import (
@@ -63,6 +65,37 @@ def route_path(scope: Scope) -> str:
         return path
     rest = path[len(root_path) :]
     return rest if rest == "" or rest.startswith("/") else path
+
+
+def match_path(
+    scope: Scope, path_regex: Pattern[str], param_convertors: dict[str, Convertor[Any]]
+) -> dict[str, Any] | None:
+    """The path parameters if ``scope`` is a WebTransport session whose path matches,
+    merged over those of enclosing routes (``Mount``, ``Host``); else ``None``."""
+    if scope["type"] != "webtransport":
+        return None
+    match = path_regex.match(route_path(scope))
+    if match is None:
+        return None
+    path_params = dict(scope.get("path_params", {}))
+    for key, value in match.groupdict().items():
+        path_params[key] = param_convertors[key].convert(value)
+    return path_params
+
+
+def build_url_path(
+    name: str,
+    path_format: str,
+    param_convertors: dict[str, Convertor[Any]],
+    path_params: dict[str, Any],
+) -> URLPath:
+    """``url_path_for`` of a route whose name is ``name``."""
+    if set(path_params) != set(param_convertors):
+        raise NoMatchFound(name, path_params)
+    path, remaining = replace_params(path_format, param_convertors, path_params)
+    assert not remaining
+    # WebTransport URLs are https:// URLs, so the URL is built as for HTTP.
+    return URLPath(path=path, protocol="http")
 
 
 def session_app(endpoint: Callable[..., Any]) -> ASGIApp:
@@ -118,23 +151,15 @@ class WebTransportRoute(BaseRoute):
         self.path_regex, self.path_format, self.param_convertors = compile_path(path)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "webtransport":
+        path_params = match_path(scope, self.path_regex, self.param_convertors)
+        if path_params is None:
             return Match.NONE, {}
-        match = self.path_regex.match(route_path(scope))
-        if match is None:
-            return Match.NONE, {}
-        path_params = dict(scope.get("path_params", {}))
-        for key, value in match.groupdict().items():
-            path_params[key] = self.param_convertors[key].convert(value)
         return Match.FULL, {"endpoint": self.endpoint, "path_params": path_params, "route": self}
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
-        if name != self.name or set(path_params) != set(self.param_convertors):
+        if name != self.name:
             raise NoMatchFound(name, path_params)
-        path, remaining = replace_params(self.path_format, self.param_convertors, path_params)
-        assert not remaining
-        # WebTransport URLs are https:// URLs, so the URL is built as for HTTP.
-        return URLPath(path=path, protocol="http")
+        return build_url_path(name, self.path_format, self.param_convertors, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)

@@ -23,11 +23,17 @@ DATAGRAM_HEADER = struct.Struct("!H")
 
 
 class Datagrams(Protocol):
-    """A session's datagram channel, as the transport uses it."""
+    """A session's datagram channel, as the transport uses it.
+
+    ``async for`` over the transport iterates the channel itself, so typed iteration
+    ends exactly when the channel's does (a session's: when the session closes).
+    """
 
     async def send(self, data: bytes, /) -> None: ...
 
     async def receive(self) -> bytes: ...
+
+    async def __anext__(self) -> bytes: ...
 
     @property
     def max_datagram_size(self) -> int:
@@ -77,16 +83,18 @@ class StructuredDatagramTransport(Generic[T]):
         await self.datagrams.send(DATAGRAM_HEADER.pack(type_id) + payload)
 
     async def receive_obj(self) -> T:
-        data = await self.datagrams.receive()
+        return self._decode(await self.datagrams.receive())
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        return self._decode(await anext(self.datagrams))
+
+    def _decode(self, data: bytes) -> T:
         if len(data) < DATAGRAM_HEADER.size:
             raise TruncatedMessageError(
                 "datagram inside its header", DATAGRAM_HEADER.size, len(data)
             )
         (type_id,) = DATAGRAM_HEADER.unpack_from(data)
         return self.schema.decode(type_id, memoryview(data)[DATAGRAM_HEADER.size :])
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> T:
-        return await self.receive_obj()

@@ -3,8 +3,8 @@
 Each error says what was received and leaves the transport usable when it can be:
 a frame that fails to decode has already been consumed, so the next ``receive_obj``
 reads the next message. Only :class:`MessageTooLargeError` ends a stream's receiving
-side, because skipping an oversized frame would mean reading a payload we refused to
-buffer.
+side before the peer does, because skipping an oversized frame would mean reading a
+payload we refused to buffer.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The registry of message types and the codecs built from it once.
 
 A :class:`Schema` is the whole contract between two peers: which type id means which
-Struct, and how payloads are serialized. It is immutable and built once (usually at
-import time) and shared by every transport that speaks it, so encoders and decoders
-are never rebuilt per stream or per message.
+Struct, and how payloads are serialized. It is built once (usually at import time)
+and shared by every transport that speaks it, so encoders and decoders are never
+rebuilt per stream or per message.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Registry(Mapping[int, type[T]]):
     here, at construction, instead of surfacing as a wrong type on the wire.
     """
 
-    __slots__ = ("_ids", "_types")
+    __slots__ = ("_types",)
 
     def __init__(self, registry: Mapping[int, type[T]]) -> None:
         if not registry:
@@ -56,7 +56,6 @@ class Registry(Mapping[int, type[T]]):
             types[type_id] = type_
             ids[type_] = type_id
         self._types = types
-        self._ids = ids
 
     def __getitem__(self, type_id: int) -> type[T]:
         return self._types[type_id]
@@ -66,13 +65,6 @@ class Registry(Mapping[int, type[T]]):
 
     def __len__(self) -> int:
         return len(self._types)
-
-    def id_of(self, type_: type[T]) -> int:
-        """The id of exactly ``type_``; subclasses are not registered implicitly."""
-        try:
-            return self._ids[type_]
-        except KeyError:
-            raise TypeError(f"{type_.__qualname__} is not in the message registry") from None
 
     def __repr__(self) -> str:
         entries = ", ".join(f"{i}: {t.__qualname__}" for i, t in self._types.items())

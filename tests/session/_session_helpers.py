@@ -44,7 +44,11 @@ class RawServer:
         index = self.opened[bidirectional]
         self.opened[bidirectional] += 1
         stream_id = index * 4 + (0 if bidirectional else 2) + (1 if self.role == "server" else 0)
-        return {"type": "webtransport.stream.opened", "stream": stream_id, "bidirectional": bidirectional}
+        return {
+            "type": "webtransport.stream.opened",
+            "stream": stream_id,
+            "bidirectional": bidirectional,
+        }
 
     def sent_of(self, kind: str) -> list[Message]:
         return [m for m in self.sent if m["type"] == f"webtransport.{kind}"]

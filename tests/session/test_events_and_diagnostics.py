@@ -50,7 +50,7 @@ async def test_handlers_sync_and_async_on_and_off(caplog: pytest.LogCaptureFixtu
     session.on("session.ready", sync_handler)
     session.on(EventType.SESSION_READY, async_handler)
     session.on("stream.opened", sync_handler)
-    with pytest.raises(ValueError, match="unknown event 'session.redy'"):
+    with pytest.raises(ValueError, match=r"unknown event 'session\.redy'"):
         session.on("session.redy", sync_handler)
     server.push({"type": "webtransport.connect"})
     with caplog.at_level(logging.ERROR, logger="starlette_webtransport.session"):
@@ -73,7 +73,9 @@ async def test_stream_events_in_order() -> None:
         session.on(name, lambda e: log.append((e.type.value, e.data["stream"].stream_id)))
     session.on("session.closed", lambda e: log.append((e.type.value, e.data["by"])))
     local = await session.create_bidirectional_stream()
-    server.push({"type": "webtransport.stream.receive", "stream": 2, "data": b"", "end_stream": False})
+    server.push(
+        {"type": "webtransport.stream.receive", "stream": 2, "data": b"", "end_stream": False}
+    )
     server.push({"type": "webtransport.stream.stop_sending", "stream": 1, "code": 4})
     server.push({"type": "webtransport.stream.reset", "stream": 1, "code": 5})
     server.push({"type": "webtransport.stream.reset", "stream": 2, "code": 6})
@@ -152,7 +154,9 @@ async def test_debug_state_reports_streams_pending_opens_and_queues() -> None:
     server = RawServer(auto_open=False)
     session = await accepted(server, datagram_queue_size=2)
     opener = asyncio.create_task(session.create_unidirectional_stream())
-    server.push({"type": "webtransport.stream.receive", "stream": 0, "data": b"abc", "end_stream": False})
+    server.push(
+        {"type": "webtransport.stream.receive", "stream": 0, "data": b"abc", "end_stream": False}
+    )
     server.push({"type": "webtransport.datagram.receive", "data": b"1"})
     await settle()
     state = await session.debug_state()
@@ -162,7 +166,10 @@ async def test_debug_state_reports_streams_pending_opens_and_queues() -> None:
     assert stream["stream_id"] == 0 and stream["direction"] == "bidirectional"
     assert stream["buffered"] == 3 and stream["receive_side"] == "open"
     assert stream["send_side"] == "open" and stream["bytes_sent"] == 0
-    assert state["incoming_queue"] == {"queued": [0], "limit": constants.DEFAULT_MAX_INCOMING_STREAMS}
+    assert state["incoming_queue"] == {
+        "queued": [0],
+        "limit": constants.DEFAULT_MAX_INCOMING_STREAMS,
+    }
     assert len(state["pending_opens"]) == 1 and not state["pending_opens"][0]["bidirectional"]
     assert state["datagrams"]["queued"] == 1 and state["datagrams"]["queue_size"] == 2
     assert state["config"]["datagram_queue_size"] == 2
@@ -179,12 +186,18 @@ async def test_diagnose_issues_finds_stuck_things(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(constants, "READER_PAUSED_SECONDS", 0.0)
     opener = asyncio.create_task(session.create_bidirectional_stream())
     await settle()
-    server.push({"type": "webtransport.stream.receive", "stream": 0, "data": b"", "end_stream": True})
-    server.push({"type": "webtransport.stream.receive", "stream": 4, "data": b"", "end_stream": False})
+    server.push(
+        {"type": "webtransport.stream.receive", "stream": 0, "data": b"", "end_stream": True}
+    )
+    server.push(
+        {"type": "webtransport.stream.receive", "stream": 4, "data": b"", "end_stream": False}
+    )
     server.push({"type": "webtransport.stream.opened", "stream": 3, "bidirectional": False})
     server.push({"type": "webtransport.stream.opened", "stream": 1, "bidirectional": True})
     server.push({"type": "webtransport.bogus"})
-    server.push({"type": "webtransport.stream.receive", "stream": 8, "data": b"xyz", "end_stream": False})
+    server.push(
+        {"type": "webtransport.stream.receive", "stream": 8, "data": b"xyz", "end_stream": False}
+    )
     await settle()
     issues = "\n".join(await session.diagnose_issues())
     assert "stream 0 has been half_closed_remote" in issues
@@ -205,7 +218,9 @@ async def test_diagnose_reports_a_paused_reader(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(constants, "READER_PAUSED_SECONDS", 0.0)
     server = RawServer()
     session = await accepted(server, stream_buffer_size=2)
-    server.push({"type": "webtransport.stream.receive", "stream": 0, "data": b"xyz", "end_stream": False})
+    server.push(
+        {"type": "webtransport.stream.receive", "stream": 0, "data": b"xyz", "end_stream": False}
+    )
     await settle()
     issues = await session.diagnose_issues()
     assert any("paused" in i and "stream 0" in i and "3 unread bytes" in i for i in issues)
@@ -238,11 +253,20 @@ async def test_protocol_violations_are_counted_not_fatal() -> None:
     server = RawServer()
     session = await accepted(server)
     server.push({"type": "webtransport.stream.opened", "stream": 1, "bidirectional": True})
-    server.push({"type": "webtransport.stream.receive", "stream": 1, "data": b"x", "end_stream": False})
+    server.push(
+        {"type": "webtransport.stream.receive", "stream": 1, "data": b"x", "end_stream": False}
+    )
     server.push({"type": "webtransport.connect"})
     await settle()
     stream = await session.create_unidirectional_stream()
-    server.push({"type": "webtransport.stream.receive", "stream": stream.stream_id, "data": b"", "end_stream": False})
+    server.push(
+        {
+            "type": "webtransport.stream.receive",
+            "stream": stream.stream_id,
+            "data": b"",
+            "end_stream": False,
+        }
+    )
     server.push({"type": "webtransport.stream.reset", "stream": stream.stream_id, "code": 1})
     await settle()
     stats = await session.get_session_stats()

@@ -206,7 +206,7 @@ async def test_close_validates_code_and_reason() -> None:
     session = WebTransportSession(make_scope(), server.receive, server.send)
     server.push({"type": "webtransport.connect"})
     await session.accept()
-    with pytest.raises(ValueError, match="0..4294967295"):
+    with pytest.raises(ValueError, match=r"0\.\.4294967295"):
         await session.close(code=2**32)
     with pytest.raises(ValueError, match="1024"):
         await session.close(reason="x" * 1025)
@@ -256,7 +256,7 @@ async def test_accept_expects_connect_first() -> None:
     server = RawServer()
     session = WebTransportSession(make_scope(), server.receive, server.send)
     server.push({"type": "webtransport.datagram.receive", "data": b""})
-    with pytest.raises(RuntimeError, match='"webtransport.connect"'):
+    with pytest.raises(RuntimeError, match=r'"webtransport\.connect"'):
         await session.accept()
 
 
@@ -306,7 +306,9 @@ async def test_disconnect_wakes_every_waiter() -> None:
     session = WebTransportSession(make_scope(), server.receive, server.send)
     server.push({"type": "webtransport.connect"})
     await session.accept()
-    server.push({"type": "webtransport.stream.receive", "stream": 0, "data": b"", "end_stream": False})
+    server.push(
+        {"type": "webtransport.stream.receive", "stream": 0, "data": b"", "end_stream": False}
+    )
     await settle()
     incoming = [s async for s in _first(session.incoming_streams())]
     peer_stream = incoming[0]

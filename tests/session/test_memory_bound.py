@@ -19,7 +19,14 @@ async def test_reader_pauses_on_a_full_stream_until_it_is_read() -> None:
     server.push({"type": "webtransport.connect"})
     await session.accept()
     for _ in range(5):
-        server.push({"type": "webtransport.stream.receive", "stream": 0, "data": b"x" * 6, "end_stream": False})
+        server.push(
+            {
+                "type": "webtransport.stream.receive",
+                "stream": 0,
+                "data": b"x" * 6,
+                "end_stream": False,
+            }
+        )
     server.push({"type": "webtransport.datagram.receive", "data": b"behind the full stream"})
     await settle()
     # 12 bytes buffered (over the limit of 10): nothing more is pulled from receive().
@@ -51,7 +58,9 @@ async def test_stop_sending_releases_a_paused_reader() -> None:
     )
     server.push({"type": "webtransport.connect"})
     await session.accept()
-    server.push({"type": "webtransport.stream.receive", "stream": 0, "data": b"12345", "end_stream": False})
+    server.push(
+        {"type": "webtransport.stream.receive", "stream": 0, "data": b"12345", "end_stream": False}
+    )
     server.push({"type": "webtransport.datagram.receive", "data": b"d"})
     await settle()
     assert session.datagrams.queued == 0
@@ -68,7 +77,9 @@ async def test_close_releases_a_paused_reader() -> None:
     )
     server.push({"type": "webtransport.connect"})
     await session.accept()
-    server.push({"type": "webtransport.stream.receive", "stream": 0, "data": b"12", "end_stream": False})
+    server.push(
+        {"type": "webtransport.stream.receive", "stream": 0, "data": b"12", "end_stream": False}
+    )
     await settle()
     await asyncio.wait_for(session.close(), 1)
     assert session._reader is not None and session._reader.done()

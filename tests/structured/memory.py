@@ -123,11 +123,22 @@ def memory_stream_pair(high_water: int = 256 * 1024) -> tuple[MemoryStream, Memo
     return MemoryStream(b_to_a, a_to_b), MemoryStream(a_to_b, b_to_a)
 
 
+class ChannelClosedError(Exception):
+    pass
+
+
 class MemoryDatagrams:
-    """One endpoint of an in-memory datagram channel (reliable, unlike QUIC's)."""
+    """One endpoint of an in-memory datagram channel (reliable, unlike QUIC's).
+
+    Like a session's datagrams, ``receive()`` raises once the channel is closed and
+    drained, and iteration then ends.
+    """
 
     def __init__(
-        self, incoming: asyncio.Queue[bytes], outgoing: asyncio.Queue[bytes], max_size: int
+        self,
+        incoming: asyncio.Queue[bytes | None],
+        outgoing: asyncio.Queue[bytes | None],
+        max_size: int,
     ) -> None:
         self._incoming = incoming
         self._outgoing = outgoing
@@ -139,12 +150,30 @@ class MemoryDatagrams:
         await self._outgoing.put(bytes(data))
 
     async def receive(self) -> bytes:
-        return await self._incoming.get()
+        data = await self._incoming.get()
+        if data is None:
+            self._incoming.put_nowait(None)  # stay closed for later calls
+            raise ChannelClosedError
+        return data
+
+    async def close(self) -> None:
+        """Close both directions, after the datagrams already queued."""
+        await self._outgoing.put(None)
+        await self._incoming.put(None)
+
+    def __aiter__(self) -> MemoryDatagrams:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.receive()
+        except ChannelClosedError:
+            raise StopAsyncIteration from None
 
 
 def memory_datagram_pair(max_size: int = 1200) -> tuple[MemoryDatagrams, MemoryDatagrams]:
-    a_to_b: asyncio.Queue[bytes] = asyncio.Queue(64)
-    b_to_a: asyncio.Queue[bytes] = asyncio.Queue(64)
+    a_to_b: asyncio.Queue[bytes | None] = asyncio.Queue(64)
+    b_to_a: asyncio.Queue[bytes | None] = asyncio.Queue(64)
     return MemoryDatagrams(b_to_a, a_to_b, max_size), MemoryDatagrams(a_to_b, b_to_a, max_size)
 
 

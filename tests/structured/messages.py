@@ -34,6 +34,7 @@ class Empty(msgspec.Struct):
 
 Message = Point | Chat | Shape | Empty
 REGISTRY: dict[int, type[Message]] = {1: Point, 2: Chat, 3: Shape, 0xFFFF: Empty}
+TYPE_IDS = {type_: type_id for type_id, type_ in REGISTRY.items()}
 SERIALIZERS: dict[str, Serializer] = {"msgpack": MsgPackSerializer(), "json": JSONSerializer()}
 
 # JSON has no NaN or infinity and msgspec's integers are 64-bit: stay inside both.

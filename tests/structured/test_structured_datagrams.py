@@ -14,6 +14,7 @@ from starlette_webtransport.structured import (
     UnknownMessageTypeError,
 )
 
+from .memory import memory_datagram_pair
 from .messages import REGISTRY, SERIALIZERS, Chat, Empty, Message, Point
 
 TIMEOUT = 5
@@ -100,3 +101,11 @@ async def test_bad_datagrams_raise_and_the_next_one_works(
     assert (invalid.value.type_id, invalid.value.message_type) == (1, Point)
     assert "$.y" in invalid.value.detail
     assert await receive(server) == Point(3, 4)
+
+
+async def test_iteration_ends_with_the_channel(schema: Schema[Message]) -> None:
+    near, far = memory_datagram_pair()
+    await StructuredDatagramTransport(near, schema=schema).send_obj(Point(1, 2))
+    await near.close()
+    server = StructuredDatagramTransport(far, schema=schema)
+    assert [obj async for obj in server] == [Point(1, 2)]

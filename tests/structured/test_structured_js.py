@@ -28,7 +28,7 @@ from starlette_webtransport.structured import (
 )
 
 from .memory import memory_datagram_pair, memory_stream_pair
-from .messages import REGISTRY, Chat, Empty, Message, Point, Shape
+from .messages import REGISTRY, TYPE_IDS, Chat, Empty, Message, Point, Shape
 
 NODE = shutil.which("node")
 HARNESS = Path(__file__).with_name("js_harness.mjs")
@@ -64,7 +64,7 @@ def b64(data: bytes) -> str:
 
 
 def as_js(message: Message) -> dict[str, Any]:
-    return {"typeId": SCHEMA.registry.id_of(type(message)), "value": msgspec.to_builtins(message)}
+    return {"typeId": TYPE_IDS[type(message)], "value": msgspec.to_builtins(message)}
 
 
 async def python_wire(messages: list[Message]) -> bytes:

@@ -17,7 +17,7 @@ from starlette_webtransport.structured import (
 )
 
 from .memory import memory_datagram_pair, memory_stream_pair
-from .messages import REGISTRY, SERIALIZERS, Message, messages
+from .messages import REGISTRY, SERIALIZERS, TYPE_IDS, Message, messages
 
 SCHEMAS = {name: Schema[Message](REGISTRY, serializer=s) for name, s in SERIALIZERS.items()}
 PROPERTY_SETTINGS = settings(
@@ -27,7 +27,7 @@ PROPERTY_SETTINGS = settings(
 
 def encode_frame(schema: Schema[Message], message: Message) -> bytes:
     payload = schema.serializer.encoder()(message)
-    return struct.pack(">HI", schema.registry.id_of(type(message)), len(payload)) + payload
+    return struct.pack(">HI", TYPE_IDS[type(message)], len(payload)) + payload
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:

@@ -54,7 +54,7 @@ def test_registry_rejects(registry: dict[Any, Any], error: type[Exception], matc
 def test_registry_is_a_read_only_mapping() -> None:
     registry = Registry(REGISTRY)
     assert dict(registry) == REGISTRY
-    assert registry.id_of(Shape) == 3 and registry[0xFFFF] is Empty
+    assert registry[3] is Shape and registry[0xFFFF] is Empty
     assert repr(registry) == "Registry({1: Point, 2: Chat, 3: Shape, 65535: Empty})"
     with pytest.raises(TypeError):
         registry[4] = Box  # type: ignore[index]
