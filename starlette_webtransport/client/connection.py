@@ -165,6 +165,10 @@ class _SessionChannel:
         # control and QPACK streams); peer ids at or above these were never opened.
         self.first_own = {False: stream_id + 4, True: self.quic.get_next_available_stream_id(True)}
         self.next_peer = {False: 1, True: 3}
+        # Server streams count against MAX_PEER_STREAMS while we track them or their last
+        # event waits in the queue, so FIN'd streams cannot pile up unread.
+        self.peer_streams = 0
+        self.final_queued: set[int] = set()
 
     # --- network -> application -----------------------------------------------------
 
@@ -186,18 +190,31 @@ class _SessionChannel:
                 if message is self.disconnected:
                     return message
                 self.events.popleft()
-                if (
-                    message["type"] == "webtransport.stream.receive"
-                    and message["data"]
-                    and self.quic.release(message["stream"], len(message["data"]))
-                ):
-                    self.connection.transmit_soon()
+                self._consumed(message)
                 return message
             self.waiter = asyncio.get_running_loop().create_future()
             try:
                 await self.waiter
             finally:
                 self.waiter = None
+
+    def _consumed(self, message: Message) -> None:
+        """The session took ``message``: its data no longer holds flow-control credit, and
+        a stream whose last event it was no longer counts against MAX_PEER_STREAMS."""
+        kind = message["type"]
+        if kind == "webtransport.stream.receive":
+            stream_id = message["stream"]
+            if message["data"] and self.quic.release(stream_id, len(message["data"])):
+                self.connection.transmit_soon()
+            final = message["end_stream"]
+        elif kind == "webtransport.stream.reset":
+            stream_id, final = message["stream"], True
+        else:
+            return
+        if final and stream_id in self.final_queued:
+            self.final_queued.discard(stream_id)
+            if stream_id not in self.streams:
+                self.peer_streams -= 1
 
     def establish(self, max_datagram_size: int) -> None:
         """The server answered 2xx."""
@@ -214,15 +231,8 @@ class _SessionChannel:
         stream = self.streams.get(stream_id)
         if stream is None:
             # QUIC delivers nothing for streams we forgot, so this is a new peer stream.
-            unidirectional = is_unidirectional(stream_id)
-            self.next_peer[unidirectional] = max(self.next_peer[unidirectional], stream_id + 4)
-            if self.disconnected is not None or len(self.streams) >= MAX_PEER_STREAMS:
-                self._refuse(stream_id, WT_BUFFERED_STREAM_REJECTED)
-                stream = self.streams[stream_id]
-            else:
-                stream = self.streams[stream_id] = _Stream(
-                    receiving=True, sending=not unidirectional, drained=False
-                )
+            refuse = self.disconnected is not None or self.peer_streams >= MAX_PEER_STREAMS
+            stream = self._peer_stream(stream_id, WT_BUFFERED_STREAM_REJECTED if refuse else None)
         if end_stream:
             stream.drained = True
         if not stream.receiving:
@@ -232,6 +242,7 @@ class _SessionChannel:
             self.quic.hold(stream_id, len(data))
         if end_stream:
             stream.receiving = False
+            self._final_event_queued(stream_id)
             self._maybe_forget(stream_id, stream)
         self._push(
             {
@@ -242,18 +253,31 @@ class _SessionChannel:
             }
         )
 
-    def _refuse(self, stream_id: int, code: int) -> None:
-        """Refuse a peer stream; it is remembered until the peer's reset or FIN."""
-        self.quic.stop_stream(stream_id, code)
-        if not is_unidirectional(stream_id):
-            self.quic.reset_stream(stream_id, code)
-        self.streams[stream_id] = _Stream(receiving=False, sending=False, drained=False)
-        self.connection.transmit_soon()
+    def orphan_data(self, stream_id: int, end_stream: bool) -> None:
+        """Data on a stream of another session: there is none on this connection."""
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            stream = self._peer_stream(stream_id, WT_SESSION_GONE)
+        if end_stream:
+            stream.drained = True
+            self._maybe_forget(stream_id, stream)
 
-    def refuse_orphan(self, stream_id: int) -> None:
-        """A stream for a session that is not ours."""
-        if stream_id not in self.streams:
-            self._refuse(stream_id, WT_SESSION_GONE)
+    def _peer_stream(self, stream_id: int, refuse_with: int | None) -> _Stream:
+        """Record a new server stream; a refused one is remembered (not announced) until
+        the server's reset or FIN, so that its late data is recognised."""
+        unidirectional = is_unidirectional(stream_id)
+        self.next_peer[unidirectional] = max(self.next_peer[unidirectional], stream_id + 4)
+        self.peer_streams += 1
+        if refuse_with is None:
+            stream = _Stream(receiving=True, sending=not unidirectional, drained=False)
+        else:
+            self.quic.stop_stream(stream_id, refuse_with)
+            if not unidirectional:
+                self.quic.reset_stream(stream_id, refuse_with)
+            self.connection.transmit_soon()
+            stream = _Stream(receiving=False, sending=False, drained=False)
+        self.streams[stream_id] = stream
+        return stream
 
     def stream_reset(self, stream_id: int, error_code: int) -> None:
         stream = self.streams.get(stream_id)
@@ -262,6 +286,7 @@ class _SessionChannel:
         stream.drained = True
         if stream.receiving:
             stream.receiving = False
+            self._final_event_queued(stream_id)
             self._push(
                 {
                     "type": "webtransport.stream.reset",
@@ -336,10 +361,16 @@ class _SessionChannel:
         self._push(self.disconnected)
         self.connection.wake_writers()
 
+    def _final_event_queued(self, stream_id: int) -> None:
+        if not is_client_initiated(stream_id):
+            self.final_queued.add(stream_id)
+
     def _maybe_forget(self, stream_id: int, stream: _Stream) -> None:
         if stream.drained and not stream.sending:
             del self.streams[stream_id]
             self.connection.forget_h3_stream(stream_id)
+            if not is_client_initiated(stream_id) and stream_id not in self.final_queued:
+                self.peer_streams -= 1
 
     # --- application -> network -----------------------------------------------------
 
@@ -482,6 +513,7 @@ class _ClientProtocol(QuicConnectionProtocol):
         self.response: asyncio.Future[list[tuple[bytes, bytes]]] = loop.create_future()
         self.failure: WebTransportConnectError | None = None
         self._writable: asyncio.Future[None] | None = None
+        self._socket_closed = False
 
     @property
     def h3(self) -> _ClientH3Connection:
@@ -496,6 +528,8 @@ class _ClientProtocol(QuicConnectionProtocol):
         self._transmit_soon()
 
     def transmit(self) -> None:
+        if self._socket_closed:
+            return  # a late transmit_soon() or timer; sending would only log errors
         super().transmit()
         self.wake_writers()
 
@@ -530,15 +564,17 @@ class _ClientProtocol(QuicConnectionProtocol):
         self.transmit_soon()
 
     def max_datagram_size(self, session_id: int) -> int:
-        """The largest payload that fits one packet: aioquic never sends a datagram that
-        does not, and one that does not blocks all later datagrams."""
+        """The largest payload that fits one packet and the server's
+        ``max_datagram_frame_size``: aioquic never sends a datagram too large for a packet,
+        and keeps it at the head of its queue, blocking all later ones."""
         quic = self.quic
         packet = quic._max_datagram_size
         frame_room = packet - _SHORT_HEADER_OVERHEAD - len(quic._peer_cid.cid)
         room = frame_room - 1 - size_uint_var(frame_room)
         remote_limit = quic._remote_max_datagram_frame_size
-        if remote_limit is not None:
-            room = min(room, remote_limit - 1 - size_uint_var(remote_limit))
+        if remote_limit is None:
+            return 0  # the server takes no DATAGRAM frames at all
+        room = min(room, remote_limit - 1 - size_uint_var(remote_limit))
         return max(0, room - size_uint_var(session_id // 4))
 
     # --- QUIC events -----------------------------------------------------------------
@@ -580,7 +616,7 @@ class _ClientProtocol(QuicConnectionProtocol):
             if event.session_id == channel.stream_id:
                 channel.stream_data(event.stream_id, event.data, event.stream_ended)
             else:
-                channel.refuse_orphan(event.stream_id)
+                channel.orphan_data(event.stream_id, event.stream_ended)
         elif isinstance(event, DatagramReceived):
             if event.stream_id == channel.stream_id:
                 channel.datagram(event.data)
@@ -645,9 +681,11 @@ class _ClientProtocol(QuicConnectionProtocol):
         self.wake_writers()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._socket_closed = True
+        for handle in (self._timer, self._transmit_task):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._transmit_task = None
         if not self._closed.is_set():
             self._terminated(
                 ConnectionTerminated(

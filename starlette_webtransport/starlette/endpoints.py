@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from ..asgi import Receive, Scope, Send
 from ..session import (
+    SessionClosedError,
     StreamResetError,
     StreamStoppedError,
     StreamType,
@@ -38,8 +39,10 @@ class WebTransportEndpoint:
 
     ``on_stream`` runs in a task of its own for every stream the peer opens and owns
     that stream. If the peer resets or stops the stream, the handler's
-    ``StreamResetError``/``StreamStoppedError`` ends that handler only; any other
-    exception from a hook ends the session as described in ``docs/starlette.md``.
+    ``StreamResetError``/``StreamStoppedError`` ends that handler only. When the session
+    ends, handlers still running are cancelled (or see ``SessionClosedError`` if they
+    were reading or writing), then ``on_disconnect`` runs. Any other exception from a
+    hook ends the session as described in ``docs/starlette.md``.
     """
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -111,13 +114,16 @@ class WebTransportEndpoint:
             start(self._handle_stream(session, stream))
 
     async def _handle_stream(self, session: WebTransportSession, stream: StreamType) -> None:
-        # The peer may abandon a stream (reset, STOP_SENDING); the session goes on.
-        with contextlib.suppress(StreamResetError, StreamStoppedError):
+        # The peer may abandon a stream (reset, STOP_SENDING): the session goes on. When
+        # the session ends, pending reads and writes raise SessionClosedError: the
+        # handler is over, as a cancelled one would be.
+        with contextlib.suppress(StreamResetError, StreamStoppedError, SessionClosedError):
             await self.on_stream(session, stream)
 
     async def _receive_datagrams(self, session: WebTransportSession) -> None:
-        async for data in session.datagrams:
-            await self.on_datagram(session, data)
+        with contextlib.suppress(SessionClosedError):  # a reply after the session ended
+            async for data in session.datagrams:
+                await self.on_datagram(session, data)
 
 
 class StructuredEndpoint(WebTransportEndpoint, Generic[T]):

@@ -101,13 +101,14 @@ class APIWebTransportRoute(Mount):
         handler = endpoint
         while isinstance(handler, functools.partial):
             handler = handler.func
-        if inspect.isfunction(handler) or inspect.ismethod(handler):
+        self._injects = inspect.isfunction(handler) or inspect.ismethod(handler)
+        if self._injects:
             if not is_coroutine_callable(endpoint):
                 raise TypeError(f"WebTransport endpoints must be async functions, got {endpoint!r}")
             self._dependant()  # fail now, not on the first session, if FastAPI cannot
-            self.app: ASGIApp = self._session_app
-        else:
-            self.app = endpoint  # an ASGI class, e.g. a WebTransportEndpoint
+        # ``app`` is kept for introspection; ``handle`` dispatches on ``_injects`` because
+        # a bound method would tie FastAPI's re-prefixed copies to this instance's path.
+        self.app: ASGIApp = self._session_app if self._injects else endpoint
         self._base_app = self.app
         self.path_regex, self.path_format, self.param_convertors = compile_path(path)
 
@@ -129,7 +130,10 @@ class APIWebTransportRoute(Mount):
         return build_url_path(name, path_format, param_convertors, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+        if self._injects:
+            await self._session_app(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
     def __eq__(self, other: Any) -> bool:
         return (

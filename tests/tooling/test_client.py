@@ -40,14 +40,18 @@ from starlette_webtransport.client import (
     WebTransportRejectedError,
     connect,
 )
-from starlette_webtransport.client.connection import STREAM_HIGH_WATER
+from starlette_webtransport.client.connection import MAX_PEER_STREAMS, STREAM_HIGH_WATER
 from starlette_webtransport.protocol.capsules import (
     CapsuleParser,
     CloseSession,
     DrainSession,
     encode_capsule,
 )
-from starlette_webtransport.protocol.errors import app_to_http3, http3_to_app
+from starlette_webtransport.protocol.errors import (
+    WT_BUFFERED_STREAM_REJECTED,
+    app_to_http3,
+    http3_to_app,
+)
 from starlette_webtransport.server.certs import (
     DevCertificate,
     generate_certificate,
@@ -56,12 +60,16 @@ from starlette_webtransport.server.certs import (
 from starlette_webtransport.server.quic import STREAM_WINDOW
 from starlette_webtransport.session import (
     DatagramTooLargeError,
+    SessionConfig,
     SessionRejectedError,
     StreamResetError,
     StreamStoppedError,
 )
 
 FLOOD_SIZE = 3 * 1024 * 1024
+BIG_STREAM = 300 * 1024
+"""More than the session's default stream_buffer_size (256 KiB): its reader pauses."""
+SMALL_STREAMS = 300
 
 
 @dataclass
@@ -155,6 +163,10 @@ class RawWebTransportServer(QuicConnectionProtocol):
             bidi = self.h3.create_webtransport_stream(stream_id)
             self.own_bidi.add(bidi)
             quic.send_stream_data(bidi, b"bidi hello")
+        elif self.path == b"/many":
+            uni = self.h3.create_webtransport_stream(stream_id, is_unidirectional=True)
+            quic.send_stream_data(uni, bytes(BIG_STREAM))
+            self.record.flood_stream = uni
         elif self.path == b"/flood":
             uni = self.h3.create_webtransport_stream(stream_id, is_unidirectional=True)
             quic.send_stream_data(uni, bytes(FLOOD_SIZE), end_stream=True)
@@ -167,6 +179,10 @@ class RawWebTransportServer(QuicConnectionProtocol):
         quic = self._quic
         if self.path == b"/stop":
             quic.stop_stream(stream_id, app_to_http3(9))
+        elif self.path == b"/many":
+            for _ in range(SMALL_STREAMS):
+                small = self.h3.create_webtransport_stream(event.session_id, is_unidirectional=True)
+                quic.send_stream_data(small, b"x", end_stream=True)
         elif self.path == b"/sink":
             pass
         elif stream_id & 0x2 == 0:
@@ -501,3 +517,32 @@ async def test_unread_data_is_bounded_by_flow_control(server: RawServer) -> None
             data = await asyncio.wait_for(incoming.read(), 30)
             break
         assert len(data) == FLOOD_SIZE
+
+
+async def test_unread_server_streams_are_capped(server: RawServer) -> None:
+    config = SessionConfig(max_streams=1000, max_incoming_streams=1000)
+    async with connect(
+        server.url("/many"), certificate_hashes=server.pin, config=config
+    ) as session:
+        streams = session.incoming_streams()
+        big = await anext(streams)
+        for _ in range(500):  # until the session stops reading: the big stream's buffer is full
+            if (await session.debug_state())["reader"]["paused_on_stream"] == big.stream_id:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the session never paused")
+        trigger = await session.create_unidirectional_stream()
+        await trigger.write(b"go", end_stream=True)
+        # The small streams queue up unread; past MAX_PEER_STREAMS they are refused.
+        refused = SMALL_STREAMS + 1 - MAX_PEER_STREAMS
+        await eventually(lambda: len(server.record.stops) == refused)
+        assert {code for _, code in server.record.stops} == {WT_BUFFERED_STREAM_REJECTED}
+        assert await big.readexactly(BIG_STREAM) == bytes(BIG_STREAM)
+        accepted = 0
+        async with asyncio.timeout(10):
+            while accepted < MAX_PEER_STREAMS - 1:
+                small = await anext(streams)
+                assert await small.read() == b"x"
+                accepted += 1
+    assert len(server.record.stops) == refused

@@ -1,4 +1,5 @@
-"""The pytest plugin as a user meets it: loaded by name into a separate pytest run."""
+"""The pytest plugin as a user meets it: registered by the ``pytest11`` entry point of the
+installed package, in a separate pytest run."""
 
 from __future__ import annotations
 
@@ -68,8 +69,6 @@ def test_plugin_fixtures_in_a_user_test_run(tmp_path: Path) -> None:
             sys.executable,
             "-m",
             "pytest",
-            "-p",
-            "starlette_webtransport.testing.plugin",
             "-p",
             "no:cacheprovider",
             "-o",
