@@ -48,6 +48,25 @@ send nothing on a stream until the peer grants WebTransport credit; draft-02 ser
 these settings, so granting plenty keeps the client identical for everyone."""
 
 
+PACKETS = {"in": 0, "out": 0}
+"""UDP datagrams received from and sent to the server during the current command: packets
+are what a pure-Python QUIC stack pays for, so packets per operation explain CPU figures."""
+
+
+class CountingTransport:
+    """The datagram transport with a count of what goes out."""
+
+    def __init__(self, transport: asyncio.DatagramTransport) -> None:
+        self.transport = transport
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        PACKETS["out"] += 1
+        self.transport.sendto(data, addr)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
 class LoadH3(H3Connection):
     def _get_local_settings(self) -> dict[int, int]:
         settings = super()._get_local_settings()
@@ -98,6 +117,15 @@ class LoadPeer(QuicConnectionProtocol):
         self.uni_data: dict[int, bytearray] = {}
         self.on_datagram: Callable[[bytes], None] | None = None
         self.terminated: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self._transport = CountingTransport(transport)  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        PACKETS["in"] += 1
+        super().datagram_received(data, addr)
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, StreamReset):
@@ -404,12 +432,15 @@ async def serve_commands(port: int) -> None:
         command = json.loads(line)
         scenario = command.pop("scenario")
         started = os.times()
+        PACKETS["in"] = PACKETS["out"] = 0
         try:
             result = await SCENARIOS[scenario](port, **command)
             result["ok"] = True
         except Exception as exc:
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         finished = os.times()
+        result["packets_from_server"] = PACKETS["in"]
+        result["packets_to_server"] = PACKETS["out"]
         result["client_cpu"] = (finished.user + finished.system) - (started.user + started.system)
         print(json.dumps(result), flush=True)
 

@@ -119,6 +119,10 @@ class Measurement:
     cpu_per_op: float | None
     server_busy: float
     client_busy: float
+    packets_sent: float | None
+    """UDP packets the server sent per operation (counted by the client)."""
+    packets_received: float | None
+    """UDP packets the server received per operation (sent by the client)."""
     extra: dict[str, Any]
 
 
@@ -254,13 +258,19 @@ def measure(
     extra = {
         key: value
         for key, value in result.items()
-        if key not in ("ok", "ops", "elapsed", "server_cpu", "client_cpu")
+        if key
+        not in (
+            "ok", "ops", "elapsed", "server_cpu", "client_cpu",
+            "packets_from_server", "packets_to_server",
+        )
     }
     return Measurement(
         rate=ops / elapsed,
         cpu_per_op=cpu / ops * scenario.cpu_scale if ops else None,
         server_busy=cpu / elapsed,
         client_busy=float(result["client_cpu"]) / elapsed,
+        packets_sent=result["packets_from_server"] / ops if ops else None,
+        packets_received=result["packets_to_server"] / ops if ops else None,
         extra=extra,
     )
 
@@ -326,21 +336,26 @@ def print_table(
             print("  ".join("-" * w for w in widths))
 
 
-def print_busy(rows: list[Scenario], servers: list[str], cells: dict[tuple[str, str], Cell]) -> None:
-    print("\nCPU busy during each scenario, % of one core (server / load client):")
-    width = max(len(s) for s in servers) + 4
-    print("  " + "scenario".ljust(10) + "".join(s.rjust(width + 6) for s in servers))
+def print_pairs(
+    title: str,
+    rows: list[Scenario],
+    servers: list[str],
+    cells: dict[tuple[str, str], Cell],
+    attributes: tuple[str, str],
+    scale: float,
+    digits: int,
+) -> None:
+    """One "a/b" figure per cell, e.g. server and client CPU busy."""
+    print(f"\n{title}")
+    width = max(len(s) for s in servers) + 2
+    print("  " + "scenario".ljust(10) + "".join(s.rjust(width) for s in servers))
     for scenario in rows:
         line = "  " + scenario.name.ljust(10)
         for server in servers:
             cell = cells[scenario.name, server]
-            server_busy, client_busy = cell.median("server_busy"), cell.median("client_busy")
-            text = (
-                "-"
-                if server_busy is None or client_busy is None
-                else f"{100 * server_busy:.0f}/{100 * client_busy:.0f}"
-            )
-            line += text.rjust(width + 6)
+            a, b = (cell.median(attribute) for attribute in attributes)
+            text = "-" if a is None or b is None else f"{scale * a:.{digits}f}/{scale * b:.{digits}f}"
+            line += text.rjust(width)
         print(line)
 
 
@@ -543,7 +558,14 @@ def main() -> int:
         "ratio < 1: the first server is cheaper",
         rows, servers, cells, "cpu_per_op", lambda s: s.cpu_unit,
     )
-    print_busy(rows, servers, cells)
+    print_pairs(
+        "CPU busy, % of one core (server / load client); 100 on one side = that side limits",
+        rows, servers, cells, ("server_busy", "client_busy"), 100, 0,
+    )
+    print_pairs(
+        "UDP packets per operation (sent by the server / received by the server)",
+        rows, servers, cells, ("packets_sent", "packets_received"), 1, 2,
+    )
     errors = [
         (name, kind, cell.error) for (name, kind), cell in cells.items() if cell.error
     ]

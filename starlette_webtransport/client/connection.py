@@ -6,11 +6,12 @@ server side of ``docs/asgi-webtransport.md`` over an outgoing QUIC connection, a
 same :class:`~starlette_webtransport.session.WebTransportSession` that apps use on the
 server runs on top of it with ``role: "client"``.
 
-Memory stays bounded against a server that sends faster than the application reads:
-stream data counts as consumed only when the session receives it, and QUIC credit
-(per stream and per connection) slides with consumption, so unread stream data never
-exceeds the connection window. Peer streams waiting for the application are capped,
-and received datagrams go to a bounded queue that drops the oldest.
+Memory stays bounded against a server that sends faster than the application reads,
+and nothing is dropped to get there: stream data counts as consumed only when the
+session receives it, and QUIC credit slides with consumption (per stream, per
+connection, and for the number of streams the server may open), so unread data never
+exceeds the connection window and unread streams never exceed the stream credit. Only
+received datagrams, unreliable anyway, go to a bounded queue that drops the oldest.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ from aioquic.quic.events import (
     StreamReset,
 )
 from aioquic.quic.packet import QuicErrorCode
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.tls import AlertDescription
 
 from ..asgi import SPEC_VERSION, Message, is_client_initiated, is_unidirectional
 from ..protocol.errors import (
-    WT_BUFFERED_STREAM_REJECTED,
     WT_SESSION_GONE,
     ProtocolError,
     app_to_http3,
@@ -84,10 +86,6 @@ DATAGRAM_HIGH_WATER = 256
 DATAGRAM_QUEUE_SIZE = 1024
 """Received datagrams held for a slow reader before the oldest is dropped."""
 
-MAX_PEER_STREAMS = 256
-"""Server-opened streams the session may hold at once; more are refused with
-WT_BUFFERED_STREAM_REJECTED so that stream announcements cannot pile up unread."""
-
 _SHORT_HEADER_OVERHEAD = 1 + 4 + 16
 """A short-header packet's first byte, longest packet number and AEAD tag; the peer's
 connection id comes on top."""
@@ -111,6 +109,38 @@ class WebTransportRejectedError(SessionRejectedError, WebTransportConnectError):
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         SessionRejectedError.__init__(self, status, headers)
+
+
+class _ClientQuicConnection(WebTransportQuicConnection):
+    """Receive windows that follow consumption (see the base class), and stream credit too.
+
+    aioquic lets the server open a new stream as soon as an earlier one has finished
+    arriving, so a server could pile up any number of small finished streams that the
+    application has not read. Here a server stream gives back its credit only once the
+    application has taken its last event, so at most the initial credit (128 per
+    direction) of server streams wait, and none is ever refused or lost.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limits = {False: self._local_max_streams_bidi, True: self._local_max_streams_uni}
+        self._stream_limits = limits
+        self._granted = {kind: limit.value for kind, limit in limits.items()}
+        """Credit the application's consumption allows."""
+        self._aioquic_value = dict(self._granted)
+        """What aioquic would allow (it adds one per stream it discards); never exceeded,
+        because aioquic enforces its own count."""
+        self._assigned = dict(self._granted)
+
+    def retire_peer_stream(self, stream_id: int) -> None:
+        self._granted[is_unidirectional(stream_id)] += 1
+
+    def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
+        for kind, limit in self._stream_limits.items():
+            self._aioquic_value[kind] += limit.value - self._assigned[kind]
+            limit.value = max(limit.sent, min(self._aioquic_value[kind], self._granted[kind]))
+            self._assigned[kind] = limit.value
+        super()._write_connection_limits(builder, space)
 
 
 class _ClientH3Connection(H3Connection):
@@ -165,9 +195,7 @@ class _SessionChannel:
         # control and QPACK streams); peer ids at or above these were never opened.
         self.first_own = {False: stream_id + 4, True: self.quic.get_next_available_stream_id(True)}
         self.next_peer = {False: 1, True: 3}
-        # Server streams count against MAX_PEER_STREAMS while we track them or their last
-        # event waits in the queue, so FIN'd streams cannot pile up unread.
-        self.peer_streams = 0
+        # Server streams whose last event waits in the queue: they still hold stream credit.
         self.final_queued: set[int] = set()
 
     # --- network -> application -----------------------------------------------------
@@ -200,7 +228,7 @@ class _SessionChannel:
 
     def _consumed(self, message: Message) -> None:
         """The session took ``message``: its data no longer holds flow-control credit, and
-        a stream whose last event it was no longer counts against MAX_PEER_STREAMS."""
+        a server stream whose last event it was gives the server credit for a new one."""
         kind = message["type"]
         if kind == "webtransport.stream.receive":
             stream_id = message["stream"]
@@ -214,7 +242,7 @@ class _SessionChannel:
         if final and stream_id in self.final_queued:
             self.final_queued.discard(stream_id)
             if stream_id not in self.streams:
-                self.peer_streams -= 1
+                self._retire(stream_id)
 
     def establish(self, max_datagram_size: int) -> None:
         """The server answered 2xx."""
@@ -231,8 +259,8 @@ class _SessionChannel:
         stream = self.streams.get(stream_id)
         if stream is None:
             # QUIC delivers nothing for streams we forgot, so this is a new peer stream.
-            refuse = self.disconnected is not None or self.peer_streams >= MAX_PEER_STREAMS
-            stream = self._peer_stream(stream_id, WT_BUFFERED_STREAM_REJECTED if refuse else None)
+            refuse = self.disconnected is not None
+            stream = self._peer_stream(stream_id, WT_SESSION_GONE if refuse else None)
         if end_stream:
             stream.drained = True
         if not stream.receiving:
@@ -263,11 +291,11 @@ class _SessionChannel:
             self._maybe_forget(stream_id, stream)
 
     def _peer_stream(self, stream_id: int, refuse_with: int | None) -> _Stream:
-        """Record a new server stream; a refused one is remembered (not announced) until
-        the server's reset or FIN, so that its late data is recognised."""
+        """Record a new server stream. One refused (it arrived after the session ended, or
+        belongs to no session of ours) is never announced, and remembered until the
+        server's reset or FIN so that its late data is recognised."""
         unidirectional = is_unidirectional(stream_id)
         self.next_peer[unidirectional] = max(self.next_peer[unidirectional], stream_id + 4)
-        self.peer_streams += 1
         if refuse_with is None:
             stream = _Stream(receiving=True, sending=not unidirectional, drained=False)
         else:
@@ -328,7 +356,8 @@ class _SessionChannel:
             events = self.protocol.receive_data(data, end_stream)
         except ProtocolError as exc:
             self.quic.reset_stream(self.stream_id, exc.http3_code)
-            self.quic.stop_stream(self.stream_id, exc.http3_code)
+            with contextlib.suppress(ValueError):  # aioquic discarded the finished stream
+                self.quic.stop_stream(self.stream_id, exc.http3_code)
             self.finished = True
             self.terminate(0, f"protocol error: {exc}")
             return
@@ -361,6 +390,11 @@ class _SessionChannel:
         self._push(self.disconnected)
         self.connection.wake_writers()
 
+    def _retire(self, stream_id: int) -> None:
+        """A server stream is done with: the server may open another."""
+        self.quic.retire_peer_stream(stream_id)
+        self.connection.transmit_soon()
+
     def _final_event_queued(self, stream_id: int) -> None:
         if not is_client_initiated(stream_id):
             self.final_queued.add(stream_id)
@@ -370,7 +404,7 @@ class _SessionChannel:
             del self.streams[stream_id]
             self.connection.forget_h3_stream(stream_id)
             if not is_client_initiated(stream_id) and stream_id not in self.final_queued:
-                self.peer_streams -= 1
+                self._retire(stream_id)
 
     # --- application -> network -----------------------------------------------------
 
@@ -431,15 +465,15 @@ class _SessionChannel:
         """The stream's record, ``None`` for a stream of this session that has ended
         (the app learns why from events); ``ValueError`` for any other id."""
         self._check_open()
-        stream = self.streams.get(stream_id)
-        if stream is not None:
-            return stream
         unidirectional = is_unidirectional(stream_id)
         ours = is_client_initiated(stream_id)
         if unidirectional and ours != write:
             mode = "write-only" if ours else "read-only"
             owner = "client" if ours else "server"
             raise ValueError(f"stream {stream_id} is a {owner} unidirectional stream: {mode}")
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            return stream
         if ours and stream_id < self.first_own[unidirectional]:
             raise ValueError(f"stream {stream_id} is not a WebTransport stream of this session")
         if ours:
@@ -501,7 +535,7 @@ class _ClientProtocol(QuicConnectionProtocol):
     """One QUIC connection carrying one WebTransport session."""
 
     def __init__(
-        self, quic: WebTransportQuicConnection, certificate_hashes: Sequence[bytes] | None
+        self, quic: _ClientQuicConnection, certificate_hashes: Sequence[bytes] | None
     ) -> None:
         super().__init__(quic)
         self.quic = quic
@@ -815,7 +849,7 @@ async def connect(
             async with asyncio.timeout(timeout):
                 infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
                 family, _, _, _, address = infos[0]
-                quic = WebTransportQuicConnection(configuration=configuration)
+                quic = _ClientQuicConnection(configuration=configuration)
                 transport, protocol = await loop.create_datagram_endpoint(
                     lambda: _ClientProtocol(quic, hashes),
                     local_addr=("::" if family == socket.AF_INET6 else "0.0.0.0", 0),

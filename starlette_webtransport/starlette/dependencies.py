@@ -27,22 +27,32 @@ from starlette.requests import HTTPConnection
 from ..session import WebTransportSession
 from .connection import WebTransportConnection
 
-__all__ = ["Dependant", "Depends", "build_dependant", "call_with_dependencies"]
+__all__ = [
+    "Dependant",
+    "Depends",
+    "build_dependant",
+    "call_with_dependencies",
+    "is_coroutine_callable",
+]
 
 T = TypeVar("T")
 
 
-class Depends:
+def Depends(dependency: Callable[..., Any], *, use_cache: bool = True) -> Any:
     """Declare that a parameter is the result of calling ``dependency``.
 
     Use it as the default (``user: User = Depends(get_user)``) or in ``Annotated``
     (``user: Annotated[User, Depends(get_user)]``). With ``use_cache`` (the default) a
-    dependency used several times in one session is called once.
+    dependency used several times in one session is called once. Typed ``Any``, like
+    FastAPI's, so that it type-checks as the default of a parameter of any type.
     """
+    return _Depends(dependency, use_cache=use_cache)
 
+
+class _Depends:
     __slots__ = ("dependency", "use_cache")
 
-    def __init__(self, dependency: Callable[..., Any], *, use_cache: bool = True) -> None:
+    def __init__(self, dependency: Callable[..., Any], *, use_cache: bool) -> None:
         if not callable(dependency):
             raise TypeError(f"Depends() needs a callable, got {dependency!r}")
         self.dependency = dependency
@@ -110,11 +120,11 @@ def build_dependant(call: Callable[..., Any]) -> Dependant:
 
 def _analyse(call: Callable[..., Any], parameter: inspect.Parameter) -> _Parameter | None:
     annotation = parameter.annotation
-    depends = parameter.default if isinstance(parameter.default, Depends) else None
+    depends = parameter.default if isinstance(parameter.default, _Depends) else None
     if get_origin(annotation) is Annotated:
         annotation, *metadata = get_args(annotation)
         for item in metadata:
-            if isinstance(item, Depends):
+            if isinstance(item, _Depends):
                 if depends is not None:
                     raise TypeError(
                         f"parameter {parameter.name!r} of {_describe(call)} has two Depends()"
@@ -234,6 +244,7 @@ def _kind_of(call: Callable[..., Any]) -> _Kind:
 
 
 def is_coroutine_callable(call: Callable[..., Any]) -> bool:
+    """Whether calling ``call`` returns a coroutine (functions, partials, instances)."""
     return _kind_of(call) is _Kind.COROUTINE
 
 

@@ -77,57 +77,61 @@ async def run_session(
     The session is ended first and the exit stack (dependency cleanup) unwound after,
     so cleanup code runs once the client knows the outcome; an exception is thrown into
     the cleanup as ``with`` blocks would see it. Nothing propagates to the server:
-    unexpected exceptions are logged here, once, with the session's path.
+    exceptions that were not a deliberate way to end the session are logged here.
     """
+    failure: Exception | None = None
     try:
         async with AsyncExitStack() as stack:
             try:
                 await run(stack)
             except Exception as exc:
-                await end_session(session, exc)
+                failure = exc
+                if not await end_session(session, exc):
+                    logger.exception("WebTransport endpoint for %s raised", session.path)
                 raise
             await finish_session(session)
     except Exception as exc:
-        if not _is_expected(exc):
-            logger.exception("WebTransport endpoint for %s raised", session.path)
+        if exc is not failure:
+            logger.exception("cleanup of the WebTransport session %s raised", session.path)
 
 
 async def finish_session(session: WebTransportSession) -> None:
-    """End a session whose endpoint returned: reject it if it was never answered (403,
-    as the contract does for an app returning before accept), close it with code 0 if it
-    is still open. Closing here, not in the server, also stops the session's reader."""
+    """End a session whose endpoint returned: reject it with 403 if it was never
+    answered (what the contract does for an app returning before accept), close it with
+    code 0 if it is open. Doing it here, not in the server, stops the session's reader
+    before dependency cleanup runs."""
     if session.state is SessionState.CONNECTING:
-        await end_session(session, WebTransportException(0))
+        await _reject(session, 403, [])
     elif session.state is not SessionState.CLOSED:
         await session.close()
 
 
-async def end_session(session: WebTransportSession, exc: Exception) -> None:
-    """Reject or close ``session`` as ``exc`` asks; a session already closed is left alone."""
+async def end_session(session: WebTransportSession, exc: Exception) -> bool:
+    """Reject or close ``session`` as ``exc`` asks (see ``docs/starlette.md``); a
+    session already closed is left alone. True if ``exc`` is a deliberate way to end
+    the session, False if it is a failure worth a traceback."""
     state = session.state
     if state is SessionState.CONNECTING:
-        status, headers = _rejection(exc)
-        # OSError: the server already answered the request (the client went away).
-        with contextlib.suppress(OSError):
-            await session.reject(status, headers)
-    elif state is not SessionState.CLOSED:
+        if isinstance(exc, HTTPException) and 300 <= exc.status_code <= 599:
+            await _reject(session, exc.status_code, _encode_headers(exc.headers))
+            return True
+        deliberate = isinstance(exc, WebTransportException)
+        await _reject(session, 403 if deliberate else 500, [])
+        return deliberate
+    if state is not SessionState.CLOSED:
         if isinstance(exc, WebTransportException):
             await session.close(code=exc.code, reason=exc.reason)
         else:
             await session.close(code=INTERNAL_ERROR_CODE, reason=INTERNAL_ERROR_REASON)
+    return isinstance(exc, WebTransportException | SessionClosedError)
 
 
-def _is_expected(exc: BaseException) -> bool:
-    """Whether ``exc`` is a normal way for a session to end, not worth a traceback."""
-    return isinstance(exc, WebTransportException | HTTPException | SessionClosedError)
-
-
-def _rejection(exc: Exception) -> tuple[int, list[tuple[bytes, bytes]]]:
-    if isinstance(exc, HTTPException) and 300 <= exc.status_code <= 599:
-        return exc.status_code, _encode_headers(exc.headers)
-    if isinstance(exc, WebTransportException):
-        return 403, []
-    return 500, []
+async def _reject(
+    session: WebTransportSession, status: int, headers: list[tuple[bytes, bytes]]
+) -> None:
+    # OSError: the server already answered the request (the client went away).
+    with contextlib.suppress(OSError):
+        await session.reject(status, headers)
 
 
 def _encode_headers(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:

@@ -21,6 +21,7 @@ import inspect
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from re import Pattern
 from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import APIRouter, FastAPI, params
@@ -68,7 +69,7 @@ def webtransport_session(conn: HTTPConnection) -> WebTransportSession:
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled(path: str) -> tuple[Any, str, dict[str, Convertor[Any]]]:
+def _compiled(path: str) -> tuple[Pattern[str], str, dict[str, Convertor[Any]]]:
     # FastAPI strips the trailing "/" of a route it includes, which empties "/".
     return compile_path(path or "/")
 
@@ -110,6 +111,8 @@ class APIWebTransportRoute(Mount):
         # a bound method would tie FastAPI's re-prefixed copies to this instance's path.
         self.app: ASGIApp = self._session_app if self._injects else endpoint
         self._base_app = self.app
+        # Mount's attributes, for code that inspects routes. FastAPI overwrites them on
+        # its copies with a mount's pattern, which is why matching uses _compiled(path).
         self.path_regex, self.path_format, self.param_convertors = compile_path(path)
 
     @property

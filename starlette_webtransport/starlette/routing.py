@@ -41,8 +41,10 @@ from .dependencies import build_dependant, call_with_dependencies, is_coroutine_
 from .exceptions import run_session
 
 __all__ = [
+    "WebTransportDispatcher",
     "WebTransportRoute",
     "enable_webtransport",
+    "resolve",
     "route_path",
     "webtransport_route",
 ]
@@ -182,9 +184,9 @@ def resolve(routes: Sequence[BaseRoute], scope: Scope) -> tuple[BaseRoute, Scope
     Routes that understand WebTransport scopes answer for themselves. ``Mount`` and
     ``Host`` only match http/websocket scopes, but their matching reads nothing but the
     path, the root path and the host header, so they are asked about a websocket-typed
-    copy and, when they match, searched recursively. A ``Mount`` with nothing matching
-    inside does not end the search, unlike HTTP routing: nothing else could answer
-    this session there.
+    copy and, when they match, searched recursively. Unlike HTTP routing, a ``Mount``
+    with nothing matching inside does not end the search: a mount of HTTP routes (or
+    static files) could only have rejected the session.
     """
     for route in routes:
         match, child_scope = route.matches(scope)

@@ -60,7 +60,7 @@ async def test_session_connection_path_parameters_and_dependencies() -> None:
         conn: HTTPConnection,
         name: Annotated[str, Depends(user)],
         again: Annotated[str, Depends(user)],
-        config: dict[str, str] = Depends(settings),  # noqa: B008 (the form under test)
+        config: dict[str, str] = Depends(settings),
         held: str = Depends(lock),
         limit: int = 10,
     ) -> None:
@@ -191,6 +191,31 @@ async def test_exceptions_end_the_session(caplog: pytest.LogCaptureFixture) -> N
     assert (await call(app_for("/", returns_unanswered), "/")).sent[0]["status"] == 403
     channel = await call(app_for("/", returns_open), "/")
     assert channel.of("close") == [{"type": "webtransport.close", "code": 0, "reason": ""}]
+
+
+async def test_misplaced_http_exception_and_failing_cleanup_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def http_exception_after_accept(session: WebTransportSession) -> None:
+        await session.accept()
+        raise HTTPException(401)
+
+    async def breaks_on_cleanup() -> AsyncIterator[None]:
+        yield
+        raise RuntimeError("cleanup failed")
+
+    async def endpoint(session: WebTransportSession, _: None = Depends(breaks_on_cleanup)) -> None:
+        await session.accept()
+
+    channel = await call(app_for("/", http_exception_after_accept), "/")
+    assert channel.of("close")[0]["code"] == INTERNAL_ERROR_CODE
+    channel = await call(app_for("/", endpoint), "/")
+    assert channel.of("close") == [{"type": "webtransport.close", "code": 0, "reason": ""}]
+    assert [type(r.exc_info[1]) for r in caplog.records if r.exc_info] == [
+        HTTPException,
+        RuntimeError,
+    ]
+    assert "cleanup of the WebTransport session / raised" in caplog.text
 
 
 async def test_peer_closing_is_not_an_error(caplog: pytest.LogCaptureFixture) -> None:

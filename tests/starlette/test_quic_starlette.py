@@ -117,7 +117,8 @@ async def whoami(session: WebTransportSession, conn: HTTPConnection) -> None:
 
 
 async def resource(conn: HTTPConnection) -> AsyncIterator[str]:
-    yield conn.app.state.greeting  # from the lifespan
+    # The lifespan's state reaches sessions as request state; app.state is shared too.
+    yield f"{conn.state.greeting} and {conn.app.state.name}"
     conn.app.state.cleanups.put_nowait(conn.url.path)
 
 
@@ -139,9 +140,9 @@ def build_app() -> Starlette:
     visits: list[str] = []
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.greeting = "hello from lifespan"
-        yield
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, str]]:
+        app.state.name = "app.state"
+        yield {"greeting": "lifespan state"}
 
     app = Starlette(
         routes=[
@@ -232,7 +233,8 @@ async def test_dependency_cleanup_after_session_and_lifespan_state(
 ) -> None:
     app = build_app()
     async with webtransport_server(app) as server:
-        assert await ask(webtransport_client, server, "/resource") == b"hello from lifespan"
+        answer = await ask(webtransport_client, server, "/resource")
+        assert answer == b"lifespan state and app.state"
         async with asyncio.timeout(TIMEOUT):
             assert await app.state.cleanups.get() == "/resource"
 

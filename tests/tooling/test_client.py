@@ -40,18 +40,14 @@ from starlette_webtransport.client import (
     WebTransportRejectedError,
     connect,
 )
-from starlette_webtransport.client.connection import MAX_PEER_STREAMS, STREAM_HIGH_WATER
+from starlette_webtransport.client.connection import STREAM_HIGH_WATER
 from starlette_webtransport.protocol.capsules import (
     CapsuleParser,
     CloseSession,
     DrainSession,
     encode_capsule,
 )
-from starlette_webtransport.protocol.errors import (
-    WT_BUFFERED_STREAM_REJECTED,
-    app_to_http3,
-    http3_to_app,
-)
+from starlette_webtransport.protocol.errors import app_to_http3, http3_to_app
 from starlette_webtransport.server.certs import (
     DevCertificate,
     generate_certificate,
@@ -133,6 +129,10 @@ class RawWebTransportServer(QuicConnectionProtocol):
                     self.h3.send_data(event.stream_id, b"", end_stream=True)
         elif isinstance(event, WebTransportStreamDataReceived):
             self.stream_received(event)
+        elif isinstance(event, DatagramReceived) and self.path == b"/many":
+            for _ in range(SMALL_STREAMS):
+                small = self.h3.create_webtransport_stream(event.stream_id, is_unidirectional=True)
+                self._quic.send_stream_data(small, b"x", end_stream=True)
         elif isinstance(event, DatagramReceived):
             self.h3.send_datagram(event.stream_id, event.data)
 
@@ -179,10 +179,7 @@ class RawWebTransportServer(QuicConnectionProtocol):
         quic = self._quic
         if self.path == b"/stop":
             quic.stop_stream(stream_id, app_to_http3(9))
-        elif self.path == b"/many":
-            for _ in range(SMALL_STREAMS):
-                small = self.h3.create_webtransport_stream(event.session_id, is_unidirectional=True)
-                quic.send_stream_data(small, b"x", end_stream=True)
+
         elif self.path == b"/sink":
             pass
         elif stream_id & 0x2 == 0:
@@ -519,7 +516,7 @@ async def test_unread_data_is_bounded_by_flow_control(server: RawServer) -> None
         assert len(data) == FLOOD_SIZE
 
 
-async def test_unread_server_streams_are_capped(server: RawServer) -> None:
+async def test_unread_server_streams_wait_for_stream_credit(server: RawServer) -> None:
     config = SessionConfig(max_streams=1000, max_incoming_streams=1000)
     async with connect(
         server.url("/many"), certificate_hashes=server.pin, config=config
@@ -532,17 +529,57 @@ async def test_unread_server_streams_are_capped(server: RawServer) -> None:
             await asyncio.sleep(0.01)
         else:
             raise AssertionError("the session never paused")
-        trigger = await session.create_unidirectional_stream()
-        await trigger.write(b"go", end_stream=True)
-        # The small streams queue up unread; past MAX_PEER_STREAMS they are refused.
-        refused = SMALL_STREAMS + 1 - MAX_PEER_STREAMS
-        await eventually(lambda: len(server.record.stops) == refused)
-        assert {code for _, code in server.record.stops} == {WT_BUFFERED_STREAM_REJECTED}
+        quic = server.record.protocols[0]._quic
+        credit = quic._remote_max_streams_uni
+        # A paused session takes no stream.opened reply, so ask with a datagram.
+        await session.datagrams.send(b"go")
+        await asyncio.sleep(0.5)  # time for credit that must not come
+        # Nothing was read, so the server got no credit for more streams than it had, and
+        # the rest of its streams wait for it.
+        assert quic._remote_max_streams_uni == credit
+        assert sum(stream.is_blocked for stream in quic._streams.values()) > 0
         assert await big.readexactly(BIG_STREAM) == bytes(BIG_STREAM)
-        accepted = 0
-        async with asyncio.timeout(10):
-            while accepted < MAX_PEER_STREAMS - 1:
+        async with asyncio.timeout(20):
+            for _ in range(SMALL_STREAMS):
                 small = await anext(streams)
                 assert await small.read() == b"x"
-                accepted += 1
-    assert len(server.record.stops) == refused
+        assert server.record.stops == []  # every stream was delivered, none refused
+
+
+async def test_send_enforces_the_contract(server: RawServer) -> None:
+    """The errors ``send`` owes the session, checked on the raw ASGI channel."""
+    async with connect(server.url("/push"), certificate_hashes=server.pin) as session:
+        send = session.protocol_handler.send
+        server_uni = None
+        async for incoming in session.incoming_streams():
+            if incoming.stream_id & 0x2:
+                server_uni = incoming.stream_id
+                break
+        assert server_uni is not None
+        own_uni = await session.create_unidirectional_stream()
+
+        def stream_send(stream: int) -> dict[str, Any]:
+            return {"type": "webtransport.stream.send", "stream": stream, "data": b"x"}
+
+        with pytest.raises(ValueError, match="read-only"):
+            await send(stream_send(server_uni))
+        with pytest.raises(ValueError, match="write-only"):
+            await send({"type": "webtransport.stream.stop_sending", "stream": own_uni.stream_id})
+        with pytest.raises(ValueError, match="not a WebTransport stream"):
+            await send(stream_send(0))  # the CONNECT stream
+        with pytest.raises(ValueError, match="never opened"):
+            await send(stream_send(400))
+        with pytest.raises(ValueError, match="application error codes"):
+            await send(
+                {"type": "webtransport.stream.reset", "stream": own_uni.stream_id, "code": 2**32}
+            )
+        largest = session.datagrams.max_datagram_size
+        with pytest.raises(
+            ValueError, match=f"{largest + 1} bytes exceeds max_datagram_size {largest}"
+        ):
+            await send({"type": "webtransport.datagram.send", "data": bytes(largest + 1)})
+        with pytest.raises(RuntimeError, match="for servers"):
+            await send({"type": "webtransport.accept"})
+        await session.close()
+        with pytest.raises(OSError):
+            await send(stream_send(own_uni.stream_id))

@@ -1,0 +1,38 @@
+"""Each layer imports without the layers above it (checked in fresh interpreters)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+LAYERS = {
+    # layer: packages it must not load
+    "starlette_webtransport.protocol": {"server", "session", "structured", "starlette", "client"},
+    "starlette_webtransport.asgi": {"server", "session", "structured", "starlette", "client"},
+    "starlette_webtransport.session": {"server", "structured", "starlette", "client"},
+    "starlette_webtransport.structured": {"server", "session", "starlette", "client"},
+    "starlette_webtransport.starlette": {"server", "client"},
+}
+
+
+def loaded_after_import(module: str) -> set[str]:
+    code = f"import json, sys\nimport {module}\nprint(json.dumps(sorted(sys.modules)))\n"
+    output = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    return set(json.loads(output))
+
+
+@pytest.mark.parametrize("module", sorted(LAYERS))
+def test_layer_imports_alone(module: str) -> None:
+    loaded = loaded_after_import(module)
+    above = {f"starlette_webtransport.{name}" for name in LAYERS[module]}
+    assert not above & loaded
+
+
+def test_protocol_core_is_sans_io() -> None:
+    loaded = loaded_after_import("starlette_webtransport.protocol")
+    assert not {"asyncio", "socket", "ssl", "aioquic", "hypercorn"} & loaded
