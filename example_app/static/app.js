@@ -127,6 +127,9 @@ async function structured(info) {
 async function main() {
   const status = document.getElementById("status");
   const info = await (await fetch("/_webtransport/certificate-hash")).json();
+  // A hash given in the URL (as printed by the CLI) wins over the served one.
+  const pinned = new URLSearchParams(location.search).get("hash");
+  if (pinned) info.hex = pinned;
   const transport = await connect(info, "/echo");
   show("session", true, `connected to https://${location.hostname}:${info.port}/echo`);
   const incoming = transport.incomingUnidirectionalStreams.getReader();

@@ -54,6 +54,7 @@ from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.tls import AlertDescription
 
 from ..asgi import SPEC_VERSION, Message, is_client_initiated, is_unidirectional
+from ..protocol.capsules import Capsule, MaxData, MaxStreams
 from ..protocol.errors import (
     WT_SESSION_GONE,
     ProtocolError,
@@ -67,6 +68,7 @@ from ..protocol.settings import (
     client_settings,
     negotiate_draft,
     serialize_protocol,
+    uses_flow_control,
 )
 from ..protocol.state import SessionClosed, SessionDraining, SessionProtocol
 from ..server.certs import describe_certificate
@@ -85,6 +87,11 @@ DATAGRAM_HIGH_WATER = 256
 
 DATAGRAM_QUEUE_SIZE = 1024
 """Received datagrams held for a slow reader before the oldest is dropped."""
+
+WT_CREDIT = FlowControlLimits()
+"""WebTransport-level credit (draft-07 and later) granted to the server: advertised in
+SETTINGS, then renewed with WT_MAX_DATA / WT_MAX_STREAMS as the application consumes, so
+a server that enforces it never stalls on a client that keeps reading."""
 
 _SHORT_HEADER_OVERHEAD = 1 + 4 + 16
 """A short-header packet's first byte, longest packet number and AEAD tag; the peer's
@@ -153,7 +160,7 @@ class _ClientH3Connection(H3Connection):
     def _get_local_settings(self) -> dict[int, int]:
         settings = super()._get_local_settings()
         del settings[Setting.ENABLE_CONNECT_PROTOCOL]
-        settings.update(client_settings(FlowControlLimits()))
+        settings.update(client_settings(WT_CREDIT))
         return settings
 
 
@@ -197,6 +204,12 @@ class _SessionChannel:
         self.next_peer = {False: 1, True: 3}
         # Server streams whose last event waits in the queue: they still hold stream credit.
         self.final_queued: set[int] = set()
+        # WebTransport-level credit, renewed only if the draft has flow control.
+        self.flow_control = uses_flow_control(draft)
+        self.data_consumed = 0
+        self.data_granted = WT_CREDIT.max_data
+        self.streams_retired = {False: 0, True: 0}
+        self.streams_granted = {False: WT_CREDIT.max_streams_bidi, True: WT_CREDIT.max_streams_uni}
 
     # --- network -> application -----------------------------------------------------
 
@@ -232,8 +245,10 @@ class _SessionChannel:
         kind = message["type"]
         if kind == "webtransport.stream.receive":
             stream_id = message["stream"]
-            if message["data"] and self.quic.release(stream_id, len(message["data"])):
-                self.connection.transmit_soon()
+            if message["data"]:
+                if self.quic.release(stream_id, len(message["data"])):
+                    self.connection.transmit_soon()
+                self._data_consumed(len(message["data"]))
             final = message["end_stream"]
         elif kind == "webtransport.stream.reset":
             stream_id, final = message["stream"], True
@@ -264,6 +279,7 @@ class _SessionChannel:
         if end_stream:
             stream.drained = True
         if not stream.receiving:
+            self._data_consumed(len(data))  # discarded, but the server spent credit on it
             self._maybe_forget(stream_id, stream)
             return
         if data:
@@ -394,6 +410,23 @@ class _SessionChannel:
         """A server stream is done with: the server may open another."""
         self.quic.retire_peer_stream(stream_id)
         self.connection.transmit_soon()
+        unidirectional = is_unidirectional(stream_id)
+        self.streams_retired[unidirectional] += 1
+        window = WT_CREDIT.max_streams_uni if unidirectional else WT_CREDIT.max_streams_bidi
+        retired = self.streams_retired[unidirectional]
+        if self.streams_granted[unidirectional] - retired < window // 2:
+            self.streams_granted[unidirectional] = retired + window
+            self._send_capsule(MaxStreams(not unidirectional, retired + window))
+
+    def _data_consumed(self, size: int) -> None:
+        self.data_consumed += size
+        if self.data_granted - self.data_consumed < WT_CREDIT.max_data // 2:
+            self.data_granted = self.data_consumed + WT_CREDIT.max_data
+            self._send_capsule(MaxData(self.data_granted))
+
+    def _send_capsule(self, capsule: Capsule) -> None:
+        if self.flow_control and self.established and not self.finished:
+            self.connection.send_connect_data(self.protocol.send_capsule(capsule), end_stream=False)
 
     def _final_event_queued(self, stream_id: int) -> None:
         if not is_client_initiated(stream_id):

@@ -35,7 +35,7 @@ EXPECTED_CHECKS = {
 
 
 @contextlib.asynccontextmanager
-async def example_server() -> AsyncIterator[tuple[int, int]]:
+async def example_server() -> AsyncIterator[tuple[int, int, str]]:
     port, http_port = free_port(), free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -63,8 +63,13 @@ async def example_server() -> AsyncIterator[tuple[int, int]]:
                 if not line:
                     raise RuntimeError("the server exited:\n" + "".join(output))
                 output.append(line)
-        assert any(line.startswith("certificate sha256: ") for line in output), output
-        yield port, http_port
+        (fingerprint,) = [
+            line.split(": ", 1)[1].strip()
+            for line in output
+            if line.startswith("certificate sha256: ")
+        ]
+        assert len(fingerprint) == 64 and int(fingerprint, 16) >= 0
+        yield port, http_port, fingerprint
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -74,8 +79,10 @@ async def example_server() -> AsyncIterator[tuple[int, int]]:
 
 @pytest.mark.parametrize("browser", ["chromium", "firefox"])
 async def test_example_page(browser: str) -> None:
-    async with example_server() as (_, http_port):
-        report = await run_page(browser, f"http://127.0.0.1:{http_port}/", timeout=90)
+    async with example_server() as (_, http_port, fingerprint):
+        # The page pins the hash the CLI printed, which proves browsers accept it.
+        url = f"http://127.0.0.1:{http_port}/?hash={fingerprint}"
+        report = await run_page(browser, url, timeout=90)
     results = {r["name"]: r for r in report["results"]}
     failures = {name: r["detail"] for name, r in results.items() if not r["ok"]}
     assert not failures, f"{report['userAgent']}: {failures}"
