@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-import pytest
+from pywebtransport.datagram.structured import (
+    StructuredDatagramTransport as TheirDatagrams,
+)
+from pywebtransport.serializer.json import JSONSerializer as TheirJSON
+from pywebtransport.stream.structured import StructuredStream as TheirStream
 
 from starlette_webtransport.structured import (
     JSONSerializer,
@@ -16,13 +20,6 @@ from starlette_webtransport.structured import (
 
 from .memory import memory_datagram_pair, memory_stream_pair
 from .messages import Chat, Point
-
-pywebtransport = pytest.importorskip("pywebtransport", reason="pywebtransport is a bench extra")
-from pywebtransport.datagram.structured import (  # noqa: E402
-    StructuredDatagramTransport as TheirDatagrams,
-)
-from pywebtransport.serializer.json import JSONSerializer as TheirJSON  # noqa: E402
-from pywebtransport.stream.structured import StructuredStream as TheirStream  # noqa: E402
 
 
 @dataclasses.dataclass

@@ -39,15 +39,19 @@ from starlette_webtransport.client import (
     WebTransportConnectError,
     WebTransportRejectedError,
     connect,
+    connection,
 )
 from starlette_webtransport.client.connection import STREAM_HIGH_WATER
 from starlette_webtransport.protocol.capsules import (
     CapsuleParser,
     CloseSession,
     DrainSession,
+    MaxData,
+    MaxStreams,
     encode_capsule,
 )
 from starlette_webtransport.protocol.errors import app_to_http3, http3_to_app
+from starlette_webtransport.protocol.settings import SETTINGS_WT_MAX_SESSIONS, FlowControlLimits
 from starlette_webtransport.server.certs import (
     DevCertificate,
     generate_certificate,
@@ -66,6 +70,8 @@ FLOOD_SIZE = 3 * 1024 * 1024
 BIG_STREAM = 300 * 1024
 """More than the session's default stream_buffer_size (256 KiB): its reader pauses."""
 SMALL_STREAMS = 300
+CREDIT_DATA = 200 * 1024
+CREDIT_STREAMS = 10
 
 
 @dataclass
@@ -82,11 +88,21 @@ class Record:
     protocols: list[RawWebTransportServer] = field(default_factory=list)
 
 
+class Draft13H3Connection(H3Connection):
+    """Also offers draft-13 (WT_MAX_SESSIONS), which has WebTransport flow control."""
+
+    def _get_local_settings(self) -> dict[int, int]:
+        return {**super()._get_local_settings(), SETTINGS_WT_MAX_SESSIONS: 1}
+
+
 class RawWebTransportServer(QuicConnectionProtocol):
-    def __init__(self, *args: Any, record: Record, webtransport: bool, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, record: Record, webtransport: bool, draft13: bool, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.record = record
         self.webtransport = webtransport
+        self.draft13 = draft13
         self.h3: H3Connection | None = None
         self.session: int | None = None
         self.path = b""
@@ -98,7 +114,8 @@ class RawWebTransportServer(QuicConnectionProtocol):
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, ProtocolNegotiated):
-            self.h3 = H3Connection(self._quic, enable_webtransport=self.webtransport)
+            h3_class = Draft13H3Connection if self.draft13 else H3Connection
+            self.h3 = h3_class(self._quic, enable_webtransport=self.webtransport)
         if self.h3 is None:
             return
         if isinstance(event, StreamDataReceived) and event.stream_id in self.own_bidi:
@@ -167,6 +184,10 @@ class RawWebTransportServer(QuicConnectionProtocol):
             uni = self.h3.create_webtransport_stream(stream_id, is_unidirectional=True)
             quic.send_stream_data(uni, bytes(BIG_STREAM))
             self.record.flood_stream = uni
+        elif self.path == b"/credit":
+            for size in (CREDIT_DATA, *[1] * CREDIT_STREAMS):
+                uni = self.h3.create_webtransport_stream(stream_id, is_unidirectional=True)
+                quic.send_stream_data(uni, bytes(size), end_stream=True)
         elif self.path == b"/flood":
             uni = self.h3.create_webtransport_stream(stream_id, is_unidirectional=True)
             quic.send_stream_data(uni, bytes(FLOOD_SIZE), end_stream=True)
@@ -214,7 +235,9 @@ class RawServer:
 
 
 @asynccontextmanager
-async def raw_server(tmp_path: Path, *, webtransport: bool = True) -> AsyncIterator[RawServer]:
+async def raw_server(
+    tmp_path: Path, *, webtransport: bool = True, draft13: bool = False
+) -> AsyncIterator[RawServer]:
     certificate = generate_certificate()
     certfile, keyfile = write_certificate(certificate, tmp_path)
     configuration = QuicConfiguration(
@@ -224,7 +247,9 @@ async def raw_server(tmp_path: Path, *, webtransport: bool = True) -> AsyncItera
     record = Record()
 
     def create_protocol(*args: Any, **kwargs: Any) -> RawWebTransportServer:
-        return RawWebTransportServer(*args, record=record, webtransport=webtransport, **kwargs)
+        return RawWebTransportServer(
+            *args, record=record, webtransport=webtransport, draft13=draft13, **kwargs
+        )
 
     server: QuicServer = await serve(
         "127.0.0.1", 0, configuration=configuration, create_protocol=create_protocol
@@ -583,3 +608,32 @@ async def test_send_enforces_the_contract(server: RawServer) -> None:
         await session.close()
         with pytest.raises(OSError):
             await send(stream_send(own_uni.stream_id))
+
+
+async def test_webtransport_credit_is_renewed_as_the_app_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = FlowControlLimits(max_data=64 * 1024, max_streams_bidi=4, max_streams_uni=4)
+    monkeypatch.setattr(connection, "WT_CREDIT", small)
+    async with (
+        raw_server(tmp_path, draft13=True) as server,
+        connect(server.url("/credit"), certificate_hashes=server.pin) as session,
+    ):
+        assert session.scope["extensions"]["webtransport"]["draft"] == "draft13"
+        received = []
+        async with asyncio.timeout(10):
+            async for incoming in session.incoming_streams():
+                received.append(len(await incoming.read()))
+                if len(received) == 1 + CREDIT_STREAMS:
+                    break
+        assert sorted(received) == [1] * CREDIT_STREAMS + [CREDIT_DATA]
+        await eventually(lambda: any(isinstance(c, MaxStreams) for c in server.record.capsules))
+    settings = server.record.protocols[0].h3.received_settings  # type: ignore[union-attr]
+    assert settings is not None
+    assert (settings[0x2B61], settings[0x2B64], settings[0x2B65]) == (64 * 1024, 4, 4)
+    data_grants = [c.maximum for c in server.record.capsules if isinstance(c, MaxData)]
+    assert data_grants == sorted(data_grants)
+    assert data_grants[-1] >= CREDIT_DATA + 32 * 1024  # consumed plus at least half a window
+    stream_grants = [c for c in server.record.capsules if isinstance(c, MaxStreams)]
+    assert all(not grant.bidirectional for grant in stream_grants)
+    assert stream_grants[-1].maximum >= 1 + CREDIT_STREAMS + 2

@@ -16,7 +16,7 @@ import pytest
 
 from starlette_webtransport.server.serve import free_port
 from starlette_webtransport.testing.server import running_server
-from tests.browser.harness import browser_available, run_page
+from tests.browser.harness import run_page
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "getting-started.md"
@@ -66,7 +66,6 @@ def test_the_guides_tests_pass_with_the_plugin(tmp_path: Path) -> None:
     assert "2 passed" in result.stdout
 
 
-@pytest.mark.skipif(not browser_available("chromium"), reason="needs chromium")
 async def test_the_guides_page_in_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_guide_files(tmp_path)
     source = (tmp_path / "app.py").read_text()
