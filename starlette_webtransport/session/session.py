@@ -410,6 +410,7 @@ class WebTransportSession(EventEmitter):
         if self._state is SessionState.CLOSING:
             await self._closed_event.wait()
             return
+        rejecting = self._state is SessionState.CONNECTING  # the contract: close = 403
         self._state = SessionState.CLOSING
         try:
             await self._send({"type": "webtransport.close", "code": code, "reason": reason})
@@ -417,7 +418,10 @@ class WebTransportSession(EventEmitter):
             pass  # the server already ended the session; closing is done either way
         finally:
             await self._stop_reader()
-            await self._finish(code, reason, by="local")
+            if rejecting:  # a rejection has no close code, as after reject()
+                await self._finish(None, "", by="local")
+            else:
+                await self._finish(code, reason, by="local")
 
     # --- streams and datagrams -----------------------------------------------------------
 

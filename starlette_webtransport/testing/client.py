@@ -74,6 +74,12 @@ class _StreamRecord:
     """Per role: may that role still send on the stream?"""
     recv_open: dict[str, bool] = field(default_factory=dict)
     """Per role: does that role still take data (it has not sent STOP_SENDING)?"""
+    announced: bool = False
+    """Has the peer of the opener seen the stream? Over QUIC it only does with the first
+    payload byte or the FIN, so resets and stops of an unseen stream never reach it."""
+
+    def seen_by(self, role: str) -> bool:
+        return self.announced or role == self.opener
 
     def can_write(self, role: str) -> bool:
         return self.bidirectional or self.opener == role
@@ -212,7 +218,8 @@ class _MemoryChannel:
     def _open_stream(self, role: str, bidirectional: bool) -> None:
         index = self.opened[role, bidirectional]
         self.opened[role, bidirectional] = index + 1
-        stream_id = index * 4 + (0 if bidirectional else 2) + (1 if role == "server" else 0)
+        # Ids follow QUIC numbering, from 4 up: 0 is the CONNECT stream (the session id).
+        stream_id = (index + 1) * 4 + (0 if bidirectional else 2) + (1 if role == "server" else 0)
         peer = self.peer(role).role
         record = _StreamRecord(role, bidirectional)
         record.send_open = {role: True, peer: bidirectional}
@@ -225,15 +232,7 @@ class _MemoryChannel:
                 "bidirectional": bidirectional,
             }
         )
-        # A real server writes the stream header at once, so the peer learns of the stream.
-        self.peer(role).push(
-            {
-                "type": "webtransport.stream.receive",
-                "stream": stream_id,
-                "data": b"",
-                "end_stream": False,
-            }
-        )
+        # As over QUIC, the peer learns of the stream with its first payload byte or its FIN.
 
     def _record(self, role: str, stream_id: Any, *, write: bool) -> _StreamRecord:
         record = self.streams.get(stream_id)
@@ -261,7 +260,10 @@ class _MemoryChannel:
                 return  # stopped by the peer, already reset or finished: ignored
             if end_stream:
                 record.send_open[role] = False
+            if not data and not end_stream:
+                return  # carries nothing; a real peer would not even see the stream yet
             if record.recv_open[peer.role]:
+                record.announced = True
                 peer.stream_bytes += len(data)
                 peer.push(
                     {
@@ -278,7 +280,7 @@ class _MemoryChannel:
             return
         record.send_open[role] = False
         peer = self.peer(role)
-        if record.recv_open[peer.role]:
+        if record.recv_open[peer.role] and record.seen_by(peer.role):
             record.recv_open[peer.role] = False
             peer.push({"type": "webtransport.stream.reset", "stream": stream_id, "code": code})
 
@@ -288,7 +290,7 @@ class _MemoryChannel:
             return
         record.recv_open[role] = False
         peer = self.peer(role)
-        if record.send_open[peer.role]:
+        if record.send_open[peer.role] and record.seen_by(peer.role):
             record.send_open[peer.role] = False
             peer.push(
                 {"type": "webtransport.stream.stop_sending", "stream": stream_id, "code": code}

@@ -47,23 +47,29 @@ async def test_ids_and_classes_follow_quic_numbering_in_both_roles() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         session = WebTransportSession(scope, receive, send)
         await session.accept()
-        got["server_bidi"] = await session.create_bidirectional_stream()
-        got["server_uni"] = await session.create_unidirectional_stream()
-        got["server_bidi2"] = await session.create_bidirectional_stream()
+        for name in ("server_bidi", "server_uni", "server_bidi2"):
+            got[name] = stream = await (
+                session.create_unidirectional_stream()
+                if name == "server_uni"
+                else session.create_bidirectional_stream()
+            )
+            await stream.write(b"s")  # the peer sees a stream with its first byte
         got["from_client"] = [await next_incoming(session), await next_incoming(session)]
         await session.wait_closed()
 
     async with WebTransportTestClient(app).connect("/") as session:
         client_bidi = await session.create_bidirectional_stream()
         client_uni = await session.create_unidirectional_stream()
+        await client_bidi.write(b"c")
+        await client_uni.write(b"c")
         from_server = [await next_incoming(session) for _ in range(3)]
         await settle()
-    assert (client_bidi.stream_id, client_uni.stream_id) == (0, 2)
+    assert (client_bidi.stream_id, client_uni.stream_id) == (4, 6)
     assert type(client_bidi) is WebTransportStream
     assert type(client_uni) is WebTransportSendStream
     assert client_bidi.direction is StreamDirection.BIDIRECTIONAL
     assert client_uni.direction is StreamDirection.SEND_ONLY
-    assert [s.stream_id for s in from_server] == [1, 3, 5]
+    assert [s.stream_id for s in from_server] == [5, 7, 9]
     assert [type(s) for s in from_server] == [
         WebTransportStream,
         WebTransportReceiveStream,
@@ -71,8 +77,8 @@ async def test_ids_and_classes_follow_quic_numbering_in_both_roles() -> None:
     ]
     assert from_server[1].direction is StreamDirection.RECEIVE_ONLY
     server_ids = [got[k].stream_id for k in ("server_bidi", "server_uni", "server_bidi2")]
-    assert server_ids == [1, 3, 5]
-    assert [s.stream_id for s in got["from_client"]] == [0, 2]
+    assert server_ids == [5, 7, 9]
+    assert [s.stream_id for s in got["from_client"]] == [4, 6]
     assert [type(s) for s in got["from_client"]] == [WebTransportStream, WebTransportReceiveStream]
 
 
