@@ -34,7 +34,28 @@ _EXPORTS = {
     "StructuredDatagramTransport": "structured",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "Schema",
+    "SessionConfig",
+    "SessionManager",
+    "SessionState",
+    "SessionStats",
+    "StructuredDatagramTransport",
+    "StructuredEndpoint",
+    "StructuredStream",
+    "WebTransportDatagramTransport",
+    "WebTransportEndpoint",
+    "WebTransportReceiveStream",
+    "WebTransportRoute",
+    "WebTransportSendStream",
+    "WebTransportSession",
+    "WebTransportStream",
+    "connect",
+    "enable_webtransport",
+    "run",
+    "serve",
+]
 
 if TYPE_CHECKING:
     from .client import connect

@@ -15,6 +15,7 @@ LAYERS = {
     "starlette_webtransport.session": {"server", "structured", "starlette", "client"},
     "starlette_webtransport.structured": {"server", "session", "starlette", "client"},
     "starlette_webtransport.starlette": {"server", "client"},
+    "starlette_webtransport.transport": {"server", "session", "structured", "starlette", "client"},
 }
 
 
@@ -36,3 +37,20 @@ def test_layer_imports_alone(module: str) -> None:
 def test_protocol_core_is_sans_io() -> None:
     loaded = loaded_after_import("starlette_webtransport.protocol")
     assert not {"asyncio", "socket", "ssl", "aioquic", "hypercorn"} & loaded
+
+
+@pytest.mark.parametrize(
+    "module", ["starlette_webtransport.client", "starlette_webtransport.transport"]
+)
+def test_client_side_does_not_load_hypercorn(module: str) -> None:
+    """The client shares the transport with the server adapter, not the adapter itself."""
+    loaded = loaded_after_import(module)
+    assert "hypercorn" not in loaded
+    assert (
+        not {
+            "starlette_webtransport.server",
+            "starlette_webtransport.server.h3",
+            "starlette_webtransport.server.quic",
+        }
+        & loaded
+    )

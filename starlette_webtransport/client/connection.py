@@ -1,17 +1,15 @@
 """A WebTransport client on aioquic: the server adapter's mirror image.
 
 The session API in :mod:`starlette_webtransport.session` talks only ASGI messages, so
-a client is "a server for the client end": :class:`_SessionChannel` implements the
-server side of ``docs/asgi-webtransport.md`` over an outgoing QUIC connection, and the
-same :class:`~starlette_webtransport.session.WebTransportSession` that apps use on the
-server runs on top of it with ``role: "client"``.
+a client is "a server for the client end": the shared
+:class:`~starlette_webtransport.transport.SessionChannel` implements the server side of
+``docs/asgi-webtransport.md`` over an outgoing QUIC connection, and the same
+:class:`~starlette_webtransport.session.WebTransportSession` that apps use on the server
+runs on top of it with ``role: "client"``. What is left here is the client's own part:
+``connect()``, certificate pinning, the CONNECT request and its answer.
 
-Memory stays bounded against a server that sends faster than the application reads,
-and nothing is dropped to get there: stream data counts as consumed only when the
-session receives it, and QUIC credit slides with consumption (per stream, per
-connection, and for the number of streams the server may open), so unread data never
-exceeds the connection window and unread streams never exceed the stream credit. Only
-received datagrams, unreliable anyway, go to a bounded queue that drops the oldest.
+Memory stays bounded against a server that sends faster than the application reads, and
+nothing is dropped to get there (see :mod:`starlette_webtransport.transport`).
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import hashlib
 import itertools
 import socket
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,72 +27,30 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.buffer import size_uint_var
-from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, Setting
-from aioquic.h3.events import (
-    DatagramReceived,
-    DataReceived,
-    H3Event,
-    HeadersReceived,
-    WebTransportStreamDataReceived,
-)
+from aioquic.h3.connection import H3_ALPN, ErrorCode
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    HandshakeCompleted,
-    QuicEvent,
-    StopSendingReceived,
-    StreamDataReceived,
-    StreamReset,
-)
+from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent
 from aioquic.quic.packet import QuicErrorCode
-from aioquic.quic.packet_builder import QuicPacketBuilder
-from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.tls import AlertDescription
 
-from ..asgi import SPEC_VERSION, Message, is_client_initiated, is_unidirectional
-from ..protocol.capsules import Capsule, MaxData, MaxStreams
-from ..protocol.errors import (
-    WT_SESSION_GONE,
-    ProtocolError,
-    app_to_http3,
-    http3_to_app,
-)
-from ..protocol.settings import (
-    DRAFT02_HEADER,
-    Draft,
-    FlowControlLimits,
-    client_settings,
-    negotiate_draft,
-    serialize_protocol,
-    uses_flow_control,
-)
-from ..protocol.state import SessionClosed, SessionDraining, SessionProtocol
-from ..server.certs import describe_certificate
-from ..server.h3 import SessionGone
-from ..server.quic import CONNECTION_WINDOW, STREAM_WINDOW, WebTransportQuicConnection
+from ..asgi import SPEC_VERSION
+from ..protocol.settings import DRAFT02_HEADER, Draft, negotiate_draft, serialize_protocol
 from ..session import SessionConfig, SessionRejectedError, WebTransportSession
-
-MAX_DATAGRAM_FRAME_SIZE = 65536
-"""Advertised ``max_datagram_frame_size``: servers may send us datagrams only if we set it."""
-
-STREAM_HIGH_WATER = 1024 * 1024
-"""Unacknowledged bytes on one stream above which ``stream.send`` waits."""
-
-DATAGRAM_HIGH_WATER = 256
-"""Datagrams queued in QUIC above which ``datagram.send`` waits for the congestion window."""
-
-DATAGRAM_QUEUE_SIZE = 1024
-"""Received datagrams held for a slow reader before the oldest is dropped."""
-
-WT_CREDIT = FlowControlLimits()
-"""WebTransport-level credit (draft-07 and later) granted to the server: advertised in
-SETTINGS, then renewed with WT_MAX_DATA / WT_MAX_STREAMS as the application consumes, so
-a server that enforces it never stalls on a client that keeps reading."""
-
-_SHORT_HEADER_OVERHEAD = 1 + 4 + 16
-"""A short-header packet's first byte, longest packet number and AEAD tag; the peer's
-connection id comes on top."""
+from ..transport import (
+    CONNECTION_WINDOW,
+    MAX_DATAGRAM_FRAME_SIZE,
+    STREAM_WINDOW,
+    WT_CREDIT,
+    SessionChannel,
+    SessionRouter,
+    WebTransportH3Connection,
+    WebTransportQuicConnection,
+)
+from ..transport import DATAGRAM_HIGH_WATER as DATAGRAM_HIGH_WATER
+from ..transport import DATAGRAM_QUEUE_SIZE as DATAGRAM_QUEUE_SIZE
+from ..transport import STREAM_HIGH_WATER as STREAM_HIGH_WATER
+from ..transport.pinning import describe_certificate
 
 _URL_SAFE = "!$%&'()*+,/:;=?@~"
 """Left as they are in a path or query; anything else (spaces, non-ASCII) is
@@ -118,531 +73,44 @@ class WebTransportRejectedError(SessionRejectedError, WebTransportConnectError):
         SessionRejectedError.__init__(self, status, headers)
 
 
-class _ClientQuicConnection(WebTransportQuicConnection):
-    """Receive windows that follow consumption (see the base class), and stream credit too.
-
-    aioquic lets the server open a new stream as soon as an earlier one has finished
-    arriving, so a server could pile up any number of small finished streams that the
-    application has not read. Here a server stream gives back its credit only once the
-    application has taken its last event, so at most the initial credit (128 per
-    direction) of server streams wait, and none is ever refused or lost.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        limits = {False: self._local_max_streams_bidi, True: self._local_max_streams_uni}
-        self._stream_limits = limits
-        self._granted = {kind: limit.value for kind, limit in limits.items()}
-        """Credit the application's consumption allows."""
-        self._aioquic_value = dict(self._granted)
-        """What aioquic would allow (it adds one per stream it discards); never exceeded,
-        because aioquic enforces its own count."""
-        self._assigned = dict(self._granted)
-
-    def retire_peer_stream(self, stream_id: int) -> None:
-        self._granted[is_unidirectional(stream_id)] += 1
-
-    def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
-        for kind, limit in self._stream_limits.items():
-            self._aioquic_value[kind] += limit.value - self._assigned[kind]
-            limit.value = max(limit.sent, min(self._aioquic_value[kind], self._granted[kind]))
-            self._assigned[kind] = limit.value
-        super()._write_connection_limits(builder, space)
-
-
-class _ClientH3Connection(H3Connection):
-    """aioquic's H3 connection sending the SETTINGS every server draft keys on.
-
-    ENABLE_CONNECT_PROTOCOL is a server's promise to accept extended CONNECT; aioquic
-    sends it from clients too, browsers do not.
-    """
-
-    def _get_local_settings(self) -> dict[int, int]:
-        settings = super()._get_local_settings()
-        del settings[Setting.ENABLE_CONNECT_PROTOCOL]
-        settings.update(client_settings(WT_CREDIT))
-        return settings
-
-
-@dataclass(slots=True)
-class _Stream:
-    receiving: bool
-    """The application still gets this stream's data."""
-    sending: bool
-    """The application may still write it."""
-    drained: bool
-    """QUIC will deliver nothing more for it (FIN or reset received, or never readable).
-    Until then the stream is remembered, so that late data is recognised and dropped."""
-
-
-class _SessionChannel:
-    """The server side of the ASGI contract, for the client end of one session.
-
-    Events wait in two queues: stream and control events in order, and datagrams in a
-    bounded queue of their own so that a datagram flood neither grows memory nor delays
-    stream data.
-    """
-
-    def __init__(self, connection: _ClientProtocol, stream_id: int, draft: Draft) -> None:
-        self.connection = connection
-        self.quic = connection.quic
-        self.stream_id = stream_id
-        self.draft = draft
-        self.protocol = SessionProtocol()
-        self.streams: dict[int, _Stream] = {}
-        self.events: deque[Message] = deque()
-        self.datagrams: deque[bytes] = deque()
-        self.datagrams_dropped = 0
-        self.waiter: asyncio.Future[None] | None = None
-        self.established = False
-        self.finished = False  # WT_CLOSE_SESSION or FIN sent: the app may send nothing more
-        self.disconnected: Message | None = None
-        self.max_datagram_size = 0
-        # Our ids below these are not WebTransport streams (the CONNECT stream, HTTP/3's
-        # control and QPACK streams); peer ids at or above these were never opened.
-        self.first_own = {False: stream_id + 4, True: self.quic.get_next_available_stream_id(True)}
-        self.next_peer = {False: 1, True: 3}
-        # Server streams whose last event waits in the queue: they still hold stream credit.
-        self.final_queued: set[int] = set()
-        # WebTransport-level credit, renewed only if the draft has flow control.
-        self.flow_control = uses_flow_control(draft)
-        self.data_consumed = 0
-        self.data_granted = WT_CREDIT.max_data
-        self.streams_retired = {False: 0, True: 0}
-        self.streams_granted = {False: WT_CREDIT.max_streams_bidi, True: WT_CREDIT.max_streams_uni}
-
-    # --- network -> application -----------------------------------------------------
-
-    def _push(self, message: Message) -> None:
-        self.events.append(message)
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def receive(self) -> Message:
-        while True:
-            if self.datagrams and (not self.events or self.events[0] is self.disconnected):
-                return {"type": "webtransport.datagram.receive", "data": self.datagrams.popleft()}
-            if self.events:
-                message = self.events[0]
-                if message is self.disconnected:
-                    return message
-                self.events.popleft()
-                self._consumed(message)
-                return message
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-
-    def _consumed(self, message: Message) -> None:
-        """The session took ``message``: its data no longer holds flow-control credit, and
-        a server stream whose last event it was gives the server credit for a new one."""
-        kind = message["type"]
-        if kind == "webtransport.stream.receive":
-            stream_id = message["stream"]
-            if message["data"]:
-                if self.quic.release(stream_id, len(message["data"])):
-                    self.connection.transmit_soon()
-                self._data_consumed(len(message["data"]))
-            final = message["end_stream"]
-        elif kind == "webtransport.stream.reset":
-            stream_id, final = message["stream"], True
-        else:
-            return
-        if final and stream_id in self.final_queued:
-            self.final_queued.discard(stream_id)
-            if stream_id not in self.streams:
-                self._retire(stream_id)
-
-    def establish(self, max_datagram_size: int) -> None:
-        """The server answered 2xx."""
-        self.protocol.accept()
-        self.established = True
-        self.max_datagram_size = max_datagram_size
-
-    def owns_bidi(self, stream_id: int) -> bool:
-        """Our bidirectional streams carry no header in the server's direction, so their
-        data must bypass aioquic's H3 parser, which would read it as HTTP/3 frames."""
-        return is_client_initiated(stream_id) and stream_id in self.streams
-
-    def stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            # QUIC delivers nothing for streams we forgot, so this is a new peer stream.
-            refuse = self.disconnected is not None
-            stream = self._peer_stream(stream_id, WT_SESSION_GONE if refuse else None)
-        if end_stream:
-            stream.drained = True
-        if not stream.receiving:
-            self._data_consumed(len(data))  # discarded, but the server spent credit on it
-            self._maybe_forget(stream_id, stream)
-            return
-        if data:
-            self.quic.hold(stream_id, len(data))
-        if end_stream:
-            stream.receiving = False
-            self._final_event_queued(stream_id)
-            self._maybe_forget(stream_id, stream)
-        self._push(
-            {
-                "type": "webtransport.stream.receive",
-                "stream": stream_id,
-                "data": data,
-                "end_stream": end_stream,
-            }
-        )
-
-    def orphan_data(self, stream_id: int, end_stream: bool) -> None:
-        """Data on a stream of another session: there is none on this connection."""
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            stream = self._peer_stream(stream_id, WT_SESSION_GONE)
-        if end_stream:
-            stream.drained = True
-            self._maybe_forget(stream_id, stream)
-
-    def _peer_stream(self, stream_id: int, refuse_with: int | None) -> _Stream:
-        """Record a new server stream. One refused (it arrived after the session ended, or
-        belongs to no session of ours) is never announced, and remembered until the
-        server's reset or FIN so that its late data is recognised."""
-        unidirectional = is_unidirectional(stream_id)
-        self.next_peer[unidirectional] = max(self.next_peer[unidirectional], stream_id + 4)
-        if refuse_with is None:
-            stream = _Stream(receiving=True, sending=not unidirectional, drained=False)
-        else:
-            self.quic.stop_stream(stream_id, refuse_with)
-            if not unidirectional:
-                self.quic.reset_stream(stream_id, refuse_with)
-            self.connection.transmit_soon()
-            stream = _Stream(receiving=False, sending=False, drained=False)
-        self.streams[stream_id] = stream
-        return stream
-
-    def stream_reset(self, stream_id: int, error_code: int) -> None:
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            return
-        stream.drained = True
-        if stream.receiving:
-            stream.receiving = False
-            self._final_event_queued(stream_id)
-            self._push(
-                {
-                    "type": "webtransport.stream.reset",
-                    "stream": stream_id,
-                    "code": http3_to_app(error_code),
-                }
-            )
-        self._maybe_forget(stream_id, stream)
-
-    def stop_sending(self, stream_id: int, error_code: int) -> None:
-        stream = self.streams.get(stream_id)
-        if stream is None or not stream.sending:
-            return
-        stream.sending = False  # aioquic has already reset our side with the same code
-        self._maybe_forget(stream_id, stream)
-        self.connection.transmit_soon()
-        self._push(
-            {
-                "type": "webtransport.stream.stop_sending",
-                "stream": stream_id,
-                "code": http3_to_app(error_code),
-            }
-        )
-
-    def datagram(self, data: bytes) -> None:
-        if self.disconnected is not None:
-            return
-        if len(self.datagrams) >= DATAGRAM_QUEUE_SIZE:
-            self.datagrams.popleft()
-            self.datagrams_dropped += 1
-        self.datagrams.append(data)
-        self._wake()
-
-    def connect_stream_data(self, data: bytes, end_stream: bool) -> None:
-        """Capsules from the server after its 2xx, and the FIN that ends the session."""
-        if self.disconnected is not None:
-            return
-        try:
-            events = self.protocol.receive_data(data, end_stream)
-        except ProtocolError as exc:
-            self.quic.reset_stream(self.stream_id, exc.http3_code)
-            with contextlib.suppress(ValueError):  # aioquic discarded the finished stream
-                self.quic.stop_stream(self.stream_id, exc.http3_code)
-            self.finished = True
-            self.terminate(0, f"protocol error: {exc}")
-            return
-        for event in events:
-            if isinstance(event, SessionClosed):
-                if not self.finished:
-                    self.finished = True
-                    self.connection.send_connect_data(b"", end_stream=True)
-                self.terminate(event.code, event.reason)
-            elif isinstance(event, SessionDraining):
-                self._push({"type": "webtransport.drain"})
-
-    def connection_lost(self) -> None:
-        if self.disconnected is None:
-            self.protocol.connection_lost()
-            self.finished = True
-            self.terminate(0, "", reset=False)
-
-    def terminate(self, code: int, reason: str, *, reset: bool = True) -> None:
-        """End the session: reset its streams (WT_SESSION_GONE) and tell the app last."""
-        for stream_id, stream in list(self.streams.items()):
-            if reset and stream.sending:
-                self.quic.reset_stream(stream_id, WT_SESSION_GONE)
-            if reset and not stream.drained:
-                self.quic.stop_stream(stream_id, WT_SESSION_GONE)
-            stream.sending = stream.receiving = False
-            self._maybe_forget(stream_id, stream)
-        self.connection.transmit_soon()
-        self.disconnected = {"type": "webtransport.disconnect", "code": code, "reason": reason}
-        self._push(self.disconnected)
-        self.connection.wake_writers()
-
-    def _retire(self, stream_id: int) -> None:
-        """A server stream is done with: the server may open another."""
-        self.quic.retire_peer_stream(stream_id)
-        self.connection.transmit_soon()
-        unidirectional = is_unidirectional(stream_id)
-        self.streams_retired[unidirectional] += 1
-        window = WT_CREDIT.max_streams_uni if unidirectional else WT_CREDIT.max_streams_bidi
-        retired = self.streams_retired[unidirectional]
-        if self.streams_granted[unidirectional] - retired < window // 2:
-            self.streams_granted[unidirectional] = retired + window
-            self._send_capsule(MaxStreams(not unidirectional, retired + window))
-
-    def _data_consumed(self, size: int) -> None:
-        self.data_consumed += size
-        if self.data_granted - self.data_consumed < WT_CREDIT.max_data // 2:
-            self.data_granted = self.data_consumed + WT_CREDIT.max_data
-            self._send_capsule(MaxData(self.data_granted))
-
-    def _send_capsule(self, capsule: Capsule) -> None:
-        if self.flow_control and self.established and not self.finished:
-            self.connection.send_connect_data(self.protocol.send_capsule(capsule), end_stream=False)
-
-    def _final_event_queued(self, stream_id: int) -> None:
-        if not is_client_initiated(stream_id):
-            self.final_queued.add(stream_id)
-
-    def _maybe_forget(self, stream_id: int, stream: _Stream) -> None:
-        if stream.drained and not stream.sending:
-            del self.streams[stream_id]
-            self.connection.forget_h3_stream(stream_id)
-            if not is_client_initiated(stream_id) and stream_id not in self.final_queued:
-                self._retire(stream_id)
-
-    # --- application -> network -----------------------------------------------------
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "webtransport.stream.send":
-            await self._stream_send(
-                message["stream"], message["data"], message.get("end_stream", False)
-            )
-        elif kind == "webtransport.datagram.send":
-            await self._datagram_send(message["data"])
-        elif kind == "webtransport.stream.open":
-            self._open(bool(message["bidirectional"]))
-        elif kind == "webtransport.stream.reset":
-            self._reset(message["stream"], app_to_http3(message.get("code", 0)))
-        elif kind == "webtransport.stream.stop_sending":
-            self._stop(message["stream"], app_to_http3(message.get("code", 0)))
-        elif kind == "webtransport.close":
-            self.close(message.get("code", 0), message.get("reason", ""))
-        elif kind == "webtransport.drain":
-            self._check_open()
-            self.connection.send_connect_data(self.protocol.drain(), end_stream=False)
-        elif kind in ("webtransport.accept", "webtransport.reject"):
-            raise RuntimeError(f"{kind} is for servers: connect() established this session")
-        else:
-            raise ValueError(f"unknown message type {kind!r}")
-
-    def close(self, code: int = 0, reason: str = "") -> None:
-        """WT_CLOSE_SESSION, then FIN, then reset the session's streams."""
-        self._check_open()
-        capsule = self.protocol.close(code, reason)
-        self.finished = True
-        self.connection.send_connect_data(capsule, end_stream=True)
-        self.terminate(code, reason)
-
-    def _check_open(self) -> None:
-        if self.finished or self.disconnected is not None:
-            raise SessionGone("the WebTransport session is closed")
-
-    def _open(self, bidirectional: bool) -> None:
-        self._check_open()
-        stream_id = self.connection.h3.create_webtransport_stream(
-            self.stream_id, is_unidirectional=not bidirectional
-        )
-        self.streams[stream_id] = _Stream(
-            receiving=bidirectional, sending=True, drained=not bidirectional
-        )
-        self.connection.transmit_soon()
-        self._push(
-            {
-                "type": "webtransport.stream.opened",
-                "stream": stream_id,
-                "bidirectional": bidirectional,
-            }
-        )
-
-    def _known(self, stream_id: int, *, write: bool) -> _Stream | None:
-        """The stream's record, ``None`` for a stream of this session that has ended
-        (the app learns why from events); ``ValueError`` for any other id."""
-        self._check_open()
-        unidirectional = is_unidirectional(stream_id)
-        ours = is_client_initiated(stream_id)
-        if unidirectional and ours != write:
-            mode = "write-only" if ours else "read-only"
-            owner = "client" if ours else "server"
-            raise ValueError(f"stream {stream_id} is a {owner} unidirectional stream: {mode}")
-        stream = self.streams.get(stream_id)
-        if stream is not None:
-            return stream
-        if ours and stream_id < self.first_own[unidirectional]:
-            raise ValueError(f"stream {stream_id} is not a WebTransport stream of this session")
-        if ours:
-            opened = stream_id < self.quic.get_next_available_stream_id(unidirectional)
-        else:
-            opened = stream_id < self.next_peer[unidirectional]
-        if not opened:
-            raise ValueError(f"stream {stream_id} was never opened")
-        return None
-
-    def _reset(self, stream_id: int, code: int) -> None:
-        stream = self._known(stream_id, write=True)
-        if stream is None or not stream.sending:
-            return
-        self.quic.reset_stream(stream_id, code)
-        stream.sending = False
-        self._maybe_forget(stream_id, stream)
-        self.connection.transmit_soon()
-
-    def _stop(self, stream_id: int, code: int) -> None:
-        stream = self._known(stream_id, write=False)
-        if stream is None or not stream.receiving:
-            return
-        self.quic.stop_stream(stream_id, code)
-        stream.receiving = False
-        self.connection.transmit_soon()
-
-    async def _stream_send(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        stream = self._known(stream_id, write=True)
-        if stream is None or not stream.sending:
-            return
-        self.quic.send_stream_data(stream_id, data, end_stream)
-        self.connection.transmit_soon()
-        if end_stream:
-            stream.sending = False
-            self._maybe_forget(stream_id, stream)
-            return
-        while (
-            stream.sending
-            and self.disconnected is None
-            and self.connection.buffered(stream_id) > STREAM_HIGH_WATER
-        ):
-            await self.connection.writable()
-
-    async def _datagram_send(self, data: bytes) -> None:
-        self._check_open()
-        if len(data) > self.max_datagram_size:
-            raise ValueError(
-                f"datagram of {len(data)} bytes exceeds max_datagram_size {self.max_datagram_size}"
-            )
-        while self.connection.datagrams_pending() >= DATAGRAM_HIGH_WATER:
-            await self.connection.writable()
-            self._check_open()
-        self.connection.h3.send_datagram(self.stream_id, data)
-        self.connection.transmit_soon()
-
-
 class _ClientProtocol(QuicConnectionProtocol):
     """One QUIC connection carrying one WebTransport session."""
 
     def __init__(
-        self, quic: _ClientQuicConnection, certificate_hashes: Sequence[bytes] | None
+        self, quic: WebTransportQuicConnection, certificate_hashes: Sequence[bytes] | None
     ) -> None:
         super().__init__(quic)
         self.quic = quic
         self._certificate_hashes = certificate_hashes
-        self._h3: _ClientH3Connection | None = None
-        self.channel: _SessionChannel | None = None
+        self._router: SessionRouter | None = None
+        self.channel: SessionChannel | None = None
         loop = asyncio.get_running_loop()
         self.settings_received: asyncio.Future[None] = loop.create_future()
         self.response: asyncio.Future[list[tuple[bytes, bytes]]] = loop.create_future()
         self.failure: WebTransportConnectError | None = None
-        self._writable: asyncio.Future[None] | None = None
         self._socket_closed = False
 
     @property
-    def h3(self) -> _ClientH3Connection:
-        if self._h3 is None:
+    def router(self) -> SessionRouter:
+        if self._router is None:
             raise RuntimeError("HTTP/3 starts once the QUIC handshake has completed")
-        return self._h3
-
-    # --- plumbing used by the channel -------------------------------------------------
-
-    def transmit_soon(self) -> None:
-        """Many sends in one loop turn share one transmit."""
-        self._transmit_soon()
+        return self._router
 
     def transmit(self) -> None:
         if self._socket_closed:
             return  # a late transmit_soon() or timer; sending would only log errors
         super().transmit()
-        self.wake_writers()
+        if self._router is not None:
+            self._router.wake_writers()
 
-    async def writable(self) -> None:
-        """Wait until acknowledgements or credit may have freed send capacity."""
-        if self._writable is None:
-            self._writable = asyncio.get_running_loop().create_future()
-        await self._writable
-
-    def wake_writers(self) -> None:
-        waiter, self._writable = self._writable, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def buffered(self, stream_id: int) -> int:
-        """Bytes of the stream not yet acknowledged by the peer."""
-        stream = self.quic._streams.get(stream_id)
-        return 0 if stream is None else len(stream.sender._buffer)
-
-    def datagrams_pending(self) -> int:
-        return len(self.quic._datagrams_pending)
-
-    def forget_h3_stream(self, stream_id: int) -> None:
-        """aioquic's H3 layer keeps per-stream state for WebTransport streams until both
-        directions end, which ours may never do in its eyes."""
-        if self._h3 is not None:
-            self._h3._stream.pop(stream_id, None)
-
-    def send_connect_data(self, data: bytes, *, end_stream: bool) -> None:
-        assert self.channel is not None
-        self.h3.send_data(self.channel.stream_id, data, end_stream)
-        self.transmit_soon()
-
-    def max_datagram_size(self, session_id: int) -> int:
-        """The largest payload that fits one packet and the server's
-        ``max_datagram_frame_size``: aioquic never sends a datagram too large for a packet,
-        and keeps it at the head of its queue, blocking all later ones."""
-        quic = self.quic
-        packet = quic._max_datagram_size
-        frame_room = packet - _SHORT_HEADER_OVERHEAD - len(quic._peer_cid.cid)
-        room = frame_room - 1 - size_uint_var(frame_room)
-        remote_limit = quic._remote_max_datagram_frame_size
-        if remote_limit is None:
-            return 0  # the server takes no DATAGRAM frames at all
-        room = min(room, remote_limit - 1 - size_uint_var(remote_limit))
-        return max(0, room - size_uint_var(session_id // 4))
+    def open_session(self, request: list[tuple[bytes, bytes]], draft: Draft) -> SessionChannel:
+        """Send the CONNECT; its channel is open once the 2xx arrives."""
+        router = self.router
+        stream_id = self.quic.get_next_available_stream_id()
+        self.channel = SessionChannel(router, stream_id, draft, role="client")
+        router.h3.send_headers(stream_id, request)
+        self.transmit()
+        return self.channel
 
     # --- QUIC events -----------------------------------------------------------------
 
@@ -653,51 +121,28 @@ class _ClientProtocol(QuicConnectionProtocol):
         if isinstance(event, ConnectionTerminated):
             self._terminated(event)
             return
-        h3 = self._h3
-        if h3 is None:
+        router = self._router
+        if router is None:
             return
-        channel = self.channel
-        if channel is not None:
-            if isinstance(event, StreamDataReceived) and channel.owns_bidi(event.stream_id):
-                channel.stream_data(event.stream_id, event.data, event.end_stream)
-                return
-            if isinstance(event, StreamReset):
-                if event.stream_id == channel.stream_id:
-                    channel.connection_lost()
-                else:
-                    channel.stream_reset(event.stream_id, event.error_code)
-                if channel.owns_bidi(event.stream_id):
-                    return
-            elif isinstance(event, StopSendingReceived):
-                channel.stop_sending(event.stream_id, event.error_code)
-        for h3_event in h3.handle_event(event):
-            self._h3_event(h3_event)
-        if not self.settings_received.done() and h3.received_settings is not None:
+        for h3_event in router.h3.handle_event(event):
+            self._h3_event(router, h3_event)
+        router.quic_event(event)
+        if not self.settings_received.done() and router.h3.received_settings is not None:
             self.settings_received.set_result(None)
 
-    def _h3_event(self, event: H3Event) -> None:
+    def _h3_event(self, router: SessionRouter, event: H3Event) -> None:
         channel = self.channel
         if channel is None:
             return  # nothing can belong to a session before its CONNECT is sent
-        if isinstance(event, WebTransportStreamDataReceived):
-            if event.session_id == channel.stream_id:
-                channel.stream_data(event.stream_id, event.data, event.stream_ended)
-            else:
-                channel.orphan_data(event.stream_id, event.stream_ended)
-        elif isinstance(event, DatagramReceived):
-            if event.stream_id == channel.stream_id:
-                channel.datagram(event.data)
-        elif isinstance(event, HeadersReceived):
+        if isinstance(event, HeadersReceived):
             if event.stream_id == channel.stream_id and not self.response.done():
                 self._response_received(channel, event)
-        elif (
-            isinstance(event, DataReceived)
-            and event.stream_id == channel.stream_id
-            and channel.established
-        ):
-            channel.connect_stream_data(event.data, event.stream_ended)
+        elif isinstance(event, DataReceived) and not channel.accepted:
+            return  # the body of a refusal
+        else:
+            router.h3_event(event)
 
-    def _response_received(self, channel: _SessionChannel, event: HeadersReceived) -> None:
+    def _response_received(self, channel: SessionChannel, event: HeadersReceived) -> None:
         """Settle the session as the answer arrives: capsules may follow in the same
         packet, before ``connect()`` gets to run again."""
         status = _status(event.headers)
@@ -705,7 +150,7 @@ class _ClientProtocol(QuicConnectionProtocol):
             return  # interim response
         self.response.set_result(event.headers)
         if status is not None and 200 <= status < 300:
-            channel.establish(self.max_datagram_size(channel.stream_id))
+            channel.established()
             if event.stream_ended:
                 channel.connect_stream_data(b"", True)
 
@@ -724,7 +169,8 @@ class _ClientProtocol(QuicConnectionProtocol):
                     + "; ".join(info.pinning_problems)
                 )
                 return
-        self._h3 = _ClientH3Connection(self.quic, enable_webtransport=True)
+        h3 = WebTransportH3Connection(self.quic, WT_CREDIT)
+        self._router = SessionRouter(self.quic, h3, self._transmit_soon)
 
     def _fail(self, reason: str) -> None:
         self.failure = WebTransportConnectError(reason)
@@ -743,9 +189,8 @@ class _ClientProtocol(QuicConnectionProtocol):
             if not future.done():
                 future.set_exception(self.failure)
                 future.exception()  # retrieved: connect() may not be awaiting it
-        if self.channel is not None:
-            self.channel.connection_lost()
-        self.wake_writers()
+        if self._router is not None:
+            self._router.connection_lost()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._socket_closed = True
@@ -882,7 +327,7 @@ async def connect(
             async with asyncio.timeout(timeout):
                 infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
                 family, _, _, _, address = infos[0]
-                quic = _ClientQuicConnection(configuration=configuration)
+                quic = WebTransportQuicConnection(configuration=configuration)
                 transport, protocol = await loop.create_datagram_endpoint(
                     lambda: _ClientProtocol(quic, hashes),
                     local_addr=("::" if family == socket.AF_INET6 else "0.0.0.0", 0),
@@ -909,25 +354,21 @@ async def connect(
 
 async def _establish(
     protocol: _ClientProtocol, target: _Target, request: list[tuple[bytes, bytes]]
-) -> tuple[_SessionChannel, list[tuple[bytes, bytes]]]:
+) -> tuple[SessionChannel, list[tuple[bytes, bytes]]]:
     """Handshake, wait for the server's SETTINGS, send the CONNECT, read the answer."""
     with contextlib.suppress(ConnectionError):  # protocol.failure says why
         await protocol.wait_connected()
     if protocol.failure is not None:
         raise protocol.failure
     await protocol.settings_received
-    h3 = protocol.h3
-    draft = negotiate_draft(h3.received_settings or {})
+    draft = negotiate_draft(protocol.router.h3.received_settings or {})
     if draft is None:
         raise WebTransportConnectError(
             f"{target.authority} does not offer WebTransport in its HTTP/3 SETTINGS"
         )
-    stream_id = protocol.quic.get_next_available_stream_id()
-    channel = protocol.channel = _SessionChannel(protocol, stream_id, draft)
-    h3.send_headers(stream_id, request)
-    protocol.transmit()
+    channel = protocol.open_session(request, draft)
     headers = await protocol.response
-    if not channel.established:
+    if not channel.accepted:
         status = _status(headers)
         if status is None:
             raise WebTransportConnectError(
@@ -947,13 +388,14 @@ def _status(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
 def _scope(
     transport: asyncio.DatagramTransport,
     target: _Target,
-    channel: _SessionChannel,
+    channel: SessionChannel,
     response_headers: list[tuple[bytes, bytes]],
     protocols: Sequence[str] | None,
     address: Any,
 ) -> dict[str, Any]:
-    """The session's scope, seen from the client: ``headers`` are the server's response
-    headers (what the peer said, as on the server side), ``server`` is the peer."""
+    """The session's scope, seen from the client (docs/asgi-webtransport.md, section 1):
+    ``headers`` are the server's response headers and ``client`` is the peer, as on the
+    server side; ``server`` is our own address."""
     raw_path, _, query = target.path.encode("ascii").partition(b"?")
     local = transport.get_extra_info("sockname")
     local_address = (local[0], local[1]) if local else None
@@ -969,8 +411,8 @@ def _scope(
         "query_string": query,
         "root_path": "",
         "headers": response_headers,
-        "client": local_address,
-        "server": remote_address,
+        "client": remote_address,
+        "server": local_address,
         "subprotocols": list(protocols or ()),
         "extensions": {
             "webtransport": {

@@ -4,12 +4,13 @@ A WebTransport page may pin a server certificate by its SHA-256 instead of trust
 which is what makes local development possible without installing a root. Browsers allow
 this only for ECDSA P-256 certificates (RSA is refused) whose validity period is at most 14
 days, so that is exactly what :func:`generate_certificate` makes, and what
-:func:`load_certificate` checks a certificate you bring yourself against.
+:func:`load_certificate` checks a certificate you bring yourself against (with
+:func:`~starlette_webtransport.transport.pinning.describe_certificate`, which the client
+shares).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import ipaddress
 import os
@@ -23,57 +24,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ..transport.pinning import CertificateInfo, PinnedHash, describe_certificate
+
 DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 MAX_DAYS = 13
 """Browsers refuse pinned certificates valid for more than 14 days; 13 leaves a margin for
 clock skew between the machine that made the certificate and the browser's."""
 
-_BROWSER_LIMIT = timedelta(days=14)
 _BACKDATE = timedelta(minutes=1)
 """Validity starts a little in the past so a browser whose clock lags ours by a few seconds
 does not see a certificate from the future."""
 
 
-class _PinnedHash:
-    """The forms of a certificate's SHA-256 that people paste into clients."""
-
-    sha256: bytes
-
-    @property
-    def sha256_hex(self) -> str:
-        return self.sha256.hex()
-
-    @property
-    def sha256_base64(self) -> str:
-        return base64.b64encode(self.sha256).decode("ascii")
-
-    def js_snippet(self) -> str:
-        """The ``new WebTransport(url, {...})`` option that pins this certificate."""
-        values = ", ".join(str(byte) for byte in self.sha256)
-        return (
-            'serverCertificateHashes: [{algorithm: "sha-256", '
-            f"value: Uint8Array.from([{values}])}}]"
-        )
-
-
 @dataclass(frozen=True)
-class DevCertificate(_PinnedHash):
+class DevCertificate(PinnedHash):
     cert_pem: bytes
     key_pem: bytes
     sha256: bytes
     """SHA-256 of the certificate's DER encoding: the value browsers compare."""
     not_after: datetime
-
-
-@dataclass(frozen=True)
-class CertificateInfo(_PinnedHash):
-    """What the server needs to know about a certificate it was given."""
-
-    sha256: bytes
-    not_before: datetime
-    not_after: datetime
-    pinning_problems: tuple[str, ...]
-    """Why browsers would refuse to pin this certificate; empty when they accept it."""
 
 
 def generate_certificate(
@@ -133,30 +102,6 @@ def load_certificate(certfile: Path) -> CertificateInfo:
     except ValueError as exc:
         raise ValueError(f"{certfile} does not hold a PEM certificate: {exc}") from None
     return describe_certificate(certificate)
-
-
-def describe_certificate(certificate: x509.Certificate) -> CertificateInfo:
-    """The hash of ``certificate`` and the reasons browsers would refuse to pin it."""
-    not_before = certificate.not_valid_before_utc
-    not_after = certificate.not_valid_after_utc
-    problems: list[str] = []
-    public_key = certificate.public_key()
-    if not (
-        isinstance(public_key, ec.EllipticCurvePublicKey)
-        and isinstance(public_key.curve, ec.SECP256R1)
-    ):
-        problems.append("the key is not ECDSA P-256")
-    if not_after - not_before > _BROWSER_LIMIT:
-        problems.append(f"it is valid for {not_after - not_before}, more than 14 days")
-    now = datetime.now(UTC)
-    if not not_before <= now <= not_after:
-        problems.append(f"it is valid only from {not_before} to {not_after}")
-    return CertificateInfo(
-        sha256=hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).digest(),
-        not_before=not_before,
-        not_after=not_after,
-        pinning_problems=tuple(problems),
-    )
 
 
 def _subject_alt_names(hosts: Sequence[str]) -> list[x509.GeneralName]:

@@ -1,12 +1,13 @@
-"""QUIC transport for hypercorn: a UDP server, a connection table and flow control.
+"""QUIC transport for hypercorn: a UDP server, a connection table and transmit scheduling.
 
 hypercorn's own UDP path is correct for plain HTTP/3 but not for WebTransport load: it
 queues at most ten packets and drops the rest (which QUIC then treats as congestion), it
 transmits after every received packet, it re-creates a timer task on every transmit, and it
 never enables QUIC DATAGRAM frames. We subclass its ``UDPServer`` and ``QuicProtocol`` so that
 packets are read in batches, every connection that has something to say transmits once per
-batch, timers are plain loop callbacks, and receive windows slide with what applications have
-actually consumed instead of growing without bound.
+batch, timers are plain loop callbacks, and connections are
+:class:`~starlette_webtransport.transport.WebTransportQuicConnection`, whose credit follows
+what applications have actually consumed instead of growing without bound.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Any
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.h3.connection import H3_ALPN
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection, stream_is_client_initiated
 from aioquic.quic.events import (
     ConnectionIdIssued,
     ConnectionIdRetired,
@@ -30,13 +30,9 @@ from aioquic.quic.events import (
 )
 from aioquic.quic.packet import (
     PACKET_TYPE_INITIAL,
-    QuicFrameType,
     encode_quic_version_negotiation,
     pull_quic_header,
 )
-from aioquic.quic.packet_builder import QuicPacketBuilder
-from aioquic.quic.recovery import QuicPacketSpace
-from aioquic.quic.stream import QuicStream
 from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.asyncio.udp_server import UDPServer
 from hypercorn.config import Config
@@ -46,119 +42,19 @@ from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
 
 from ..protocol.errors import H3_INTERNAL_ERROR
+from ..transport import (
+    CONNECTION_WINDOW,
+    MAX_DATAGRAM_FRAME_SIZE,
+    STREAM_WINDOW,
+    WebTransportQuicConnection,
+)
 from .h3 import WebTransportH3Protocol
 
 log = logging.getLogger("starlette_webtransport.server")
 
-MAX_DATAGRAM_FRAME_SIZE = 65536
-"""Advertised ``max_datagram_frame_size``: without it browsers open sessions but silently
-lose every datagram."""
-
-CONNECTION_WINDOW = 4 * 1024 * 1024
-"""Bytes a peer may have in flight on one connection beyond what applications consumed."""
-
-STREAM_WINDOW = 1024 * 1024
-"""Bytes a peer may have in flight on one stream beyond what the application consumed."""
-
-MAX_STREAMS = 128
-"""Concurrent streams per direction a peer may open on one connection."""
-
 UDP_QUEUE_SIZE = 4096
 """Packets held between the socket and the QUIC state machine. Far larger than hypercorn's
 ten so that bursts are not mistaken for congestion; bounded so a flood cannot grow memory."""
-
-
-class WebTransportQuicConnection(QuicConnection):
-    """aioquic's connection with receive windows that follow application consumption.
-
-    aioquic doubles a window whenever half of it has been *received*, so a peer that sends
-    faster than the application reads can grow the server's buffers without bound. Here a
-    window is always "consumed + window size": data sitting in a session's queue holds the
-    credit back until the app takes it. Non-WebTransport streams count as consumed on
-    receipt, which gives them a plain sliding window.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.unconsumed: dict[int, int] = {}
-        self.unconsumed_total = 0
-
-    def hold(self, stream_id: int, size: int) -> None:
-        """Count ``size`` received bytes of a stream as waiting for the application."""
-        self.unconsumed[stream_id] = self.unconsumed.get(stream_id, 0) + size
-        self.unconsumed_total += size
-
-    def release(self, stream_id: int, size: int) -> bool:
-        """Count ``size`` bytes as consumed; True when new credit is worth sending now."""
-        remaining = self.unconsumed.get(stream_id, 0) - size
-        if remaining > 0:
-            self.unconsumed[stream_id] = remaining
-        else:
-            self.unconsumed.pop(stream_id, None)
-        self.unconsumed_total -= size
-        limit = self._local_max_data
-        consumed = limit.used - self.unconsumed_total
-        if limit.value - consumed < CONNECTION_WINDOW // 2:
-            return True
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return False
-        stream_consumed = stream.receiver.highest_offset - self.unconsumed.get(stream_id, 0)
-        return stream.max_stream_data_local - stream_consumed < STREAM_WINDOW // 2
-
-    def forget(self, stream_id: int) -> None:
-        """The stream is gone: whatever it held no longer counts against the connection."""
-        size = self.unconsumed.pop(stream_id, 0)
-        self.unconsumed_total -= size
-
-    def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
-        limit = self._local_max_data
-        consumed = limit.used - self.unconsumed_total
-        if limit.value - consumed < CONNECTION_WINDOW // 2:
-            limit.value = consumed + CONNECTION_WINDOW
-        for limit in (
-            self._local_max_data,
-            self._local_max_streams_bidi,
-            self._local_max_streams_uni,
-        ):
-            if limit is not self._local_max_data and (
-                limit.sent - limit.used >= limit.value - limit.sent
-            ):
-                continue
-            if limit.value != limit.sent:
-                buf = builder.start_frame(
-                    limit.frame_type,
-                    capacity=9,
-                    handler=self._on_connection_limit_delivery,
-                    handler_args=(limit,),
-                )
-                buf.push_uint_var(limit.value)
-                limit.sent = limit.value
-
-    def _write_stream_limits(
-        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
-    ) -> None:
-        stream_id = stream.stream_id
-        if not stream.max_stream_data_local or stream_id is None:
-            return
-        consumed = stream.receiver.highest_offset - self.unconsumed.get(stream_id, 0)
-        if stream.max_stream_data_local - consumed < STREAM_WINDOW // 2:
-            stream.max_stream_data_local = consumed + STREAM_WINDOW
-        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
-            buf = builder.start_frame(
-                QuicFrameType.MAX_STREAM_DATA,
-                capacity=17,
-                handler=self._on_max_stream_data_delivery,
-                handler_args=(stream,),
-            )
-            buf.push_uint_var(stream_id)
-            buf.push_uint_var(stream.max_stream_data_local)
-            stream.max_stream_data_local_sent = stream.max_stream_data_local
-
-
-def is_peer_stream(stream_id: int) -> bool:
-    """Server view: was the stream opened by the client?"""
-    return stream_is_client_initiated(stream_id)
 
 
 class _Connection:
@@ -294,7 +190,7 @@ class WebTransportQuicProtocol(QuicProtocol):
             event = quic.next_event()
         self._transmit(connection)
         if connection.h3 is not None:
-            connection.h3.wake_writers()
+            connection.h3.router.wake_writers()
 
     def _drop(self, connection: _Connection) -> None:
         if connection.timer is not None:
@@ -317,7 +213,7 @@ class WebTransportQuicProtocol(QuicProtocol):
         for connection in dirty:
             self._transmit(connection)
             if connection.h3 is not None:
-                connection.h3.wake_writers()
+                connection.h3.router.wake_writers()
             if connection.quic._events:
                 self._loop.create_task(self._handle_events_safely(connection, None))
 

@@ -30,9 +30,12 @@ from starlette_webtransport.protocol.errors import app_to_http3
 
 
 class RawPeer(QuicConnectionProtocol):
+    h3_class: type[H3Connection] = H3Connection
+    """Subclass with another ``_get_local_settings`` to speak another draft."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic, enable_webtransport=True)
+        self.h3 = self.h3_class(self._quic, enable_webtransport=True)
         self.events: asyncio.Queue[H3Event | QuicEvent] = asyncio.Queue()
         self.stream_data: dict[int, bytearray] = {}
         self.stream_ended: dict[int, asyncio.Event] = {}
@@ -136,13 +139,15 @@ class RawPeer(QuicConnectionProtocol):
 
 
 @contextlib.asynccontextmanager
-async def raw_peer(port: int, *, host: str = "127.0.0.1") -> AsyncIterator[RawPeer]:
+async def raw_peer(
+    port: int, *, host: str = "127.0.0.1", peer_class: type[RawPeer] = RawPeer
+) -> AsyncIterator[RawPeer]:
     configuration = QuicConfiguration(
         is_client=True, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536
     )
     configuration.verify_mode = ssl.CERT_NONE
     async with connect(
-        host, port, configuration=configuration, create_protocol=RawPeer, wait_connected=True
+        host, port, configuration=configuration, create_protocol=peer_class, wait_connected=True
     ) as peer:
         assert isinstance(peer, RawPeer)
         yield peer

@@ -1,0 +1,44 @@
+"""WebTransport sessions over an aioquic connection, for either end and free of hypercorn.
+
+The hypercorn adapter (:mod:`starlette_webtransport.server`) and the Python client
+(:mod:`starlette_webtransport.client`) both play the server side of the ASGI contract
+over aioquic; this package is that part, written once. They add only how their QUIC
+connection is driven and how the CONNECT request is exchanged.
+"""
+
+from .channel import (
+    DATAGRAM_HIGH_WATER,
+    DATAGRAM_QUEUE_SIZE,
+    STREAM_HIGH_WATER,
+    Role,
+    SessionChannel,
+    SessionGone,
+    SessionRouter,
+)
+from .h3 import WT_CREDIT, WebTransportH3Connection
+from .quic import (
+    CONNECTION_WINDOW,
+    MAX_DATAGRAM_FRAME_SIZE,
+    MAX_STREAMS,
+    STREAM_WINDOW,
+    WebTransportQuicConnection,
+    max_datagram_size,
+)
+
+__all__ = [
+    "CONNECTION_WINDOW",
+    "DATAGRAM_HIGH_WATER",
+    "DATAGRAM_QUEUE_SIZE",
+    "MAX_DATAGRAM_FRAME_SIZE",
+    "MAX_STREAMS",
+    "STREAM_HIGH_WATER",
+    "STREAM_WINDOW",
+    "WT_CREDIT",
+    "Role",
+    "SessionChannel",
+    "SessionGone",
+    "SessionRouter",
+    "WebTransportH3Connection",
+    "WebTransportQuicConnection",
+    "max_datagram_size",
+]

@@ -1,0 +1,688 @@
+"""The server side of the ASGI contract for one WebTransport session, on either end.
+
+``docs/asgi-webtransport.md`` has the server play the transport's part towards the app;
+a client plays the same part towards its own session object (``role: "client"``). Both
+do it over aioquic in the same way, so :class:`SessionChannel` is written once and
+parameterised by role: the hypercorn adapter and the Python client differ only in how
+their QUIC connection is driven and how the CONNECT request is exchanged.
+
+Memory stays bounded against a peer that sends faster than the application reads, and
+nothing is dropped to get there: stream data and a stream's last event hold QUIC credit
+until the application takes them (see :mod:`.quic`), and for draft-07+ peers the
+session's own WebTransport credit is renewed on the same consumption. Only received
+datagrams, unreliable anyway, go to a bounded queue that drops the oldest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from aioquic.h3.events import (
+    DatagramReceived,
+    DataReceived,
+    H3Event,
+    WebTransportStreamDataReceived,
+)
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    QuicEvent,
+    StopSendingReceived,
+    StreamReset,
+)
+
+from ..asgi import Message
+from ..protocol.capsules import Capsule, MaxData, MaxStreams
+from ..protocol.errors import (
+    WT_BUFFERED_STREAM_REJECTED,
+    WT_SESSION_GONE,
+    ProtocolError,
+    app_to_http3,
+    http3_to_app,
+)
+from ..protocol.settings import Draft, response_headers, serialize_protocol, uses_flow_control
+from ..protocol.state import SessionClosed, SessionDraining, SessionProtocol
+from .h3 import WebTransportH3Connection
+from .quic import WebTransportQuicConnection, max_datagram_size
+
+log = logging.getLogger("starlette_webtransport.transport")
+
+STREAM_HIGH_WATER = 1024 * 1024
+"""Unacknowledged bytes on one stream above which ``stream.send`` waits."""
+
+DATAGRAM_HIGH_WATER = 256
+"""Datagrams queued in QUIC above which ``datagram.send`` waits for the congestion window."""
+
+DATAGRAM_QUEUE_SIZE = 1024
+"""Received datagrams a session holds for a slow reader before dropping the oldest."""
+
+Role = Literal["server", "client"]
+
+
+class SessionGone(OSError):
+    """Raised from ``send`` once the session is over, as a closed WebSocket would."""
+
+
+def _refuse(quic: QuicConnection, stream_id: int, code: int) -> None:
+    """STOP_SENDING, and for a bidirectional peer stream RESET_STREAM as well."""
+    with contextlib.suppress(ValueError):  # aioquic already discarded the finished stream
+        quic.stop_stream(stream_id, code)
+    if not stream_id & 0x2:
+        quic.reset_stream(stream_id, code)
+
+
+class SessionRouter:
+    """The WebTransport sessions of one QUIC connection and the events that are theirs.
+
+    aioquic's H3 layer names the session only on stream data and datagrams, and swallows
+    resets and STOP_SENDING, so the router maps every live stream to its session: one
+    lookup per event, however many sessions share the connection. A stream of a session
+    that is over (or never existed) is refused and remembered until the peer's FIN or
+    reset, so that its late data is recognised rather than parsed as HTTP/3.
+
+    The owner feeds it every H3 event (:meth:`h3_event`) and then every QUIC event
+    (:meth:`quic_event`), and calls :meth:`wake_writers` after each transmit.
+    """
+
+    def __init__(
+        self,
+        quic: WebTransportQuicConnection,
+        h3: WebTransportH3Connection,
+        transmit_soon: Callable[[], object],
+    ) -> None:
+        self.quic = quic
+        self.h3 = h3
+        self.transmit_soon = transmit_soon
+        """Ask for a transmit at the end of this loop turn: many sends share one."""
+        self.sessions: dict[int, SessionChannel] = {}
+        """Open sessions by CONNECT stream id."""
+        self.streams: dict[int, SessionChannel] = {}
+        self.orphans: set[int] = set()
+        self.closed = False
+        self._writable: asyncio.Future[None] | None = None
+
+    def h3_event(self, event: H3Event) -> bool:
+        """Hand a session its event; False when the event belongs to no session."""
+        if isinstance(event, WebTransportStreamDataReceived):
+            stream_id = event.stream_id
+            channel = self.streams.get(stream_id) or self.sessions.get(event.session_id)
+            if channel is not None:
+                channel.stream_data(stream_id, event.data, event.stream_ended)
+            else:
+                self._orphan_data(stream_id, event.stream_ended)
+            return True
+        if isinstance(event, DatagramReceived):
+            channel = self.sessions.get(event.stream_id)
+            if channel is not None:
+                channel.datagram(event.data)
+            return True
+        if isinstance(event, DataReceived):
+            channel = self.sessions.get(event.stream_id)
+            if channel is not None:
+                channel.connect_stream_data(event.data, event.stream_ended)
+                return True
+        return False
+
+    def quic_event(self, event: QuicEvent) -> None:
+        """Resets, STOP_SENDING and the end of the connection. Call it once the H3 layer
+        has seen the event: aioquic answers a reset of a request stream whose state is
+        gone by resetting our side too."""
+        if isinstance(event, StreamReset):
+            stream_id = event.stream_id
+            channel = self.streams.get(stream_id)
+            if channel is not None:
+                channel.stream_reset(stream_id, event.error_code)
+            elif stream_id in self.sessions:
+                self.sessions[stream_id].connection_lost()
+            elif stream_id in self.orphans:
+                self._forget_orphan(stream_id)
+        elif isinstance(event, StopSendingReceived):
+            channel = self.streams.get(event.stream_id)
+            if channel is not None:
+                channel.stop_sending(event.stream_id, event.error_code)
+        elif isinstance(event, ConnectionTerminated):
+            self.connection_lost()
+
+    def connection_lost(self) -> None:
+        self.closed = True
+        for channel in list(self.sessions.values()):
+            channel.connection_lost()
+        self.wake_writers()
+
+    def _orphan_data(self, stream_id: int, end_stream: bool) -> None:
+        if stream_id not in self.orphans:
+            _refuse(self.quic, stream_id, WT_SESSION_GONE)
+            self.transmit_soon()
+            self.orphans.add(stream_id)
+        if end_stream:
+            self._forget_orphan(stream_id)
+
+    def _forget_orphan(self, stream_id: int) -> None:
+        self.orphans.discard(stream_id)
+        self.h3._stream.pop(stream_id, None)
+
+    async def writable(self) -> None:
+        """Wait until acknowledgements or credit may have freed send capacity."""
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+        await self._writable
+
+    def wake_writers(self) -> None:
+        waiter, self._writable = self._writable, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class _Stream:
+    __slots__ = ("drained", "receiving", "sending")
+
+    def __init__(self, *, receiving: bool, sending: bool, drained: bool) -> None:
+        self.receiving = receiving
+        """The application still gets this stream's data."""
+        self.sending = sending
+        """The application may still write it."""
+        self.drained = drained
+        """QUIC will deliver nothing more for it (FIN or reset received, or never
+        readable). Until then the stream is remembered, so that late data is recognised
+        and dropped."""
+
+
+class SessionChannel:
+    """One session: ``receive`` and ``send`` of the ASGI contract.
+
+    Events wait in two queues: stream and control events in order, and datagrams in a
+    bounded queue of their own so that a datagram flood neither grows memory nor delays
+    stream data. Credit comes back as the application *takes* events, in :meth:`receive`.
+
+    A server channel answers the CONNECT (``accept``/``reject``) and refuses peer streams
+    that arrive before it accepted; a client channel is opened by the server's 2xx
+    (:meth:`established`) and keeps streams that race ahead of it.
+    """
+
+    def __init__(
+        self,
+        router: SessionRouter,
+        stream_id: int,
+        draft: Draft,
+        *,
+        role: Role,
+        subprotocols: Iterable[str] = (),
+    ) -> None:
+        quic = router.quic
+        self.router = router
+        self.quic = quic
+        self.h3 = router.h3
+        self.stream_id = stream_id
+        self.draft = draft
+        self.role = role
+        self.subprotocols = list(subprotocols)
+        """What the client offered in ``wt-available-protocols`` (a server's concern)."""
+        self.protocol = SessionProtocol()
+        self.streams: dict[int, _Stream] = {}
+        self.events: deque[Message] = deque()
+        self.datagrams: deque[bytes] = deque()
+        self.datagrams_dropped = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.accepted = False
+        self.finished = False  # WT_CLOSE_SESSION, FIN or rejection sent: the app may send no more
+        self.drain_sent = False
+        self.disconnected: Message | None = None  # the final event, once queued
+        self.max_datagram_size = max_datagram_size(quic, stream_id)
+        self.peer_bit = 0 if role == "server" else 1
+        """Bit 0 of the stream ids the peer opens."""
+        # Our ids below first_own are not WebTransport streams of this session (HTTP/3's
+        # control and QPACK streams, earlier requests); peer ids at or above next_peer
+        # were never opened.
+        self.first_own = {
+            False: quic.get_next_available_stream_id(False),
+            True: quic.get_next_available_stream_id(True),
+        }
+        self.next_peer = {False: self.peer_bit, True: 2 | self.peer_bit}
+        self.final_queued: set[int] = set()
+        """Peer streams whose last event waits in the queue: they still hold stream credit."""
+        # WebTransport-level credit, renewed only if the draft has flow control.
+        self.credit = router.h3.limits
+        self.flow_control = uses_flow_control(draft)
+        self.data_consumed = 0
+        self.data_granted = self.credit.max_data
+        self.streams_retired = {False: 0, True: 0}
+        self.streams_granted = {
+            False: self.credit.max_streams_bidi,
+            True: self.credit.max_streams_uni,
+        }
+        router.sessions[stream_id] = self
+
+    # --- network -> application -------------------------------------------------------
+
+    def _push(self, message: Message) -> None:
+        self.events.append(message)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive(self) -> Message:
+        while True:
+            events = self.events
+            if self.datagrams and (not events or events[0] is self.disconnected):
+                return {"type": "webtransport.datagram.receive", "data": self.datagrams.popleft()}
+            if events:
+                message = events[0]
+                if message is not self.disconnected:
+                    events.popleft()
+                    self._taken(message)
+                return message
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    def _taken(self, message: Message) -> None:
+        """The application took ``message``: its data no longer holds credit, and a peer
+        stream whose last event it was lets the peer open another."""
+        kind = message["type"]
+        if kind == "webtransport.stream.receive":
+            stream_id = message["stream"]
+            size = len(message["data"])
+            if size:
+                if self.quic.release(stream_id, size):
+                    self.router.transmit_soon()
+                self._data_consumed(size)
+            if not message["end_stream"]:
+                return
+        elif kind == "webtransport.stream.reset":
+            stream_id = message["stream"]
+        else:
+            return
+        if stream_id in self.final_queued:
+            self.final_queued.remove(stream_id)
+            if self.quic.release_stream(stream_id):
+                self.router.transmit_soon()
+            if stream_id not in self.streams:
+                self._retire(stream_id)
+
+    def release_queued(self) -> None:
+        """The application is gone: what still waits for it stops holding credit."""
+        for message in self.events:
+            if message is not self.disconnected:
+                self._taken(message)
+        self.events.clear()
+        if self.disconnected is not None:
+            self.events.append(self.disconnected)
+        self.datagrams.clear()
+
+    def established(self) -> None:
+        """The 2xx was sent (server) or received (client): the session is open."""
+        self.protocol.accept()
+        self.accepted = True
+
+    def stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            # QUIC delivers nothing for streams we forgot, so this is a new peer stream.
+            stream = self._peer_stream(stream_id)
+        if end_stream:
+            stream.drained = True
+        if not stream.receiving:
+            self._data_consumed(len(data))  # dropped, but the peer spent credit on it
+            self._maybe_forget(stream_id, stream)
+            return
+        if data:
+            self.quic.hold(stream_id, len(data))
+        if end_stream:
+            stream.receiving = False
+            self._final_event_queued(stream_id)
+            self._maybe_forget(stream_id, stream)
+        self._push(
+            {
+                "type": "webtransport.stream.receive",
+                "stream": stream_id,
+                "data": data,
+                "end_stream": end_stream,
+            }
+        )
+
+    def _peer_stream(self, stream_id: int) -> _Stream:
+        """Record a new peer stream. A server refuses streams that arrive before the app
+        accepted; such a stream is never announced, and is remembered until the peer's
+        reset or FIN so that its late data is recognised."""
+        unidirectional = bool(stream_id & 0x2)
+        if stream_id >= self.next_peer[unidirectional]:
+            self.next_peer[unidirectional] = stream_id + 4
+        if self.role == "server" and not self.accepted:
+            _refuse(self.quic, stream_id, WT_BUFFERED_STREAM_REJECTED)
+            self.router.transmit_soon()
+            stream = _Stream(receiving=False, sending=False, drained=False)
+        else:
+            stream = _Stream(receiving=True, sending=not unidirectional, drained=False)
+        self.streams[stream_id] = stream
+        self.router.streams[stream_id] = self
+        return stream
+
+    def stream_reset(self, stream_id: int, error_code: int) -> None:
+        stream = self.streams[stream_id]
+        stream.drained = True
+        if stream.receiving:
+            stream.receiving = False
+            self._final_event_queued(stream_id)
+            self._push(
+                {
+                    "type": "webtransport.stream.reset",
+                    "stream": stream_id,
+                    "code": http3_to_app(error_code),
+                }
+            )
+        self._maybe_forget(stream_id, stream)
+
+    def stop_sending(self, stream_id: int, error_code: int) -> None:
+        stream = self.streams[stream_id]
+        if not stream.sending:
+            return
+        stream.sending = False  # aioquic has already reset our side with the same code
+        self._maybe_forget(stream_id, stream)
+        self.router.transmit_soon()
+        self._push(
+            {
+                "type": "webtransport.stream.stop_sending",
+                "stream": stream_id,
+                "code": http3_to_app(error_code),
+            }
+        )
+
+    def datagram(self, data: bytes) -> None:
+        if not self.accepted or self.disconnected is not None:
+            return
+        datagrams = self.datagrams
+        if len(datagrams) >= DATAGRAM_QUEUE_SIZE:
+            datagrams.popleft()
+            self.datagrams_dropped += 1
+        datagrams.append(data)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def connect_stream_data(self, data: bytes, end_stream: bool) -> None:
+        """Capsules on the CONNECT stream, and the FIN that ends the session."""
+        if self.disconnected is not None:
+            return
+        try:
+            events = self.protocol.receive_data(data, end_stream)
+        except ProtocolError as exc:
+            log.warning("WebTransport session on stream %d: %s", self.stream_id, exc)
+            self.finished = True
+            self.quic.reset_stream(self.stream_id, exc.http3_code)
+            with contextlib.suppress(ValueError):  # aioquic discarded the finished stream
+                self.quic.stop_stream(self.stream_id, exc.http3_code)
+            self.terminate(0, f"protocol error: {exc}")
+            return
+        for event in events:
+            if isinstance(event, SessionClosed):
+                if not self.finished:
+                    self.finished = True
+                    self._send_connect(b"", end_stream=True)
+                self.terminate(event.code, event.reason)
+            elif isinstance(event, SessionDraining):
+                self._push({"type": "webtransport.drain"})
+
+    def connection_lost(self) -> None:
+        """The connection or the CONNECT stream is gone."""
+        if self.disconnected is None:
+            self.protocol.connection_lost()
+            self.finished = True
+            self.terminate(0, "", reset=False)
+
+    def terminate(self, code: int, reason: str, *, reset: bool = True) -> None:
+        """End the session: reset its streams (WT_SESSION_GONE) and tell the app last.
+
+        What is queued stays queued, and holds its credit, until the app takes it or
+        exits (:meth:`release_queued`)."""
+        quic = self.quic
+        for stream_id, stream in list(self.streams.items()):
+            if reset and stream.sending:
+                quic.reset_stream(stream_id, WT_SESSION_GONE)
+            if reset and stream.receiving:
+                with contextlib.suppress(ValueError):  # finished; its FIN event is on the way
+                    quic.stop_stream(stream_id, WT_SESSION_GONE)
+            stream.sending = stream.receiving = False
+            self._maybe_forget(stream_id, stream)
+        self.router.sessions.pop(self.stream_id, None)
+        self.router.transmit_soon()
+        self.disconnected = {"type": "webtransport.disconnect", "code": code, "reason": reason}
+        self._push(self.disconnected)
+        self.router.wake_writers()
+
+    def _final_event_queued(self, stream_id: int) -> None:
+        if stream_id & 0x1 == self.peer_bit:
+            self.final_queued.add(stream_id)
+            self.quic.hold_stream(stream_id)
+
+    def _maybe_forget(self, stream_id: int, stream: _Stream) -> None:
+        if stream.drained and not stream.sending:
+            del self.streams[stream_id]
+            del self.router.streams[stream_id]
+            # aioquic's H3 layer keeps WebTransport streams until both directions end,
+            # which ours may never do in its eyes.
+            self.h3._stream.pop(stream_id, None)
+            if stream_id & 0x1 == self.peer_bit and stream_id not in self.final_queued:
+                self._retire(stream_id)
+
+    def _retire(self, stream_id: int) -> None:
+        """A peer stream is done with: the peer may open another (WT_MAX_STREAMS)."""
+        if not self.flow_control:
+            return
+        unidirectional = bool(stream_id & 0x2)
+        retired = self.streams_retired[unidirectional] + 1
+        self.streams_retired[unidirectional] = retired
+        window = self.credit.max_streams_uni if unidirectional else self.credit.max_streams_bidi
+        if 2 * (self.streams_granted[unidirectional] - retired) <= window:
+            self.streams_granted[unidirectional] = retired + window
+            self._send_capsule(MaxStreams(not unidirectional, retired + window))
+
+    def _data_consumed(self, size: int) -> None:
+        """``size`` more bytes of the session's streams are done with (WT_MAX_DATA)."""
+        if not self.flow_control or not size:
+            return
+        self.data_consumed += size
+        window = self.credit.max_data
+        if 2 * (self.data_granted - self.data_consumed) <= window:
+            self.data_granted = self.data_consumed + window
+            self._send_capsule(MaxData(self.data_granted))
+
+    def _send_capsule(self, capsule: Capsule) -> None:
+        if self.accepted and not self.finished:
+            self._send_connect(self.protocol.send_capsule(capsule), end_stream=False)
+
+    def _send_connect(self, data: bytes, *, end_stream: bool) -> None:
+        self.h3.send_data(self.stream_id, data, end_stream)
+        self.router.transmit_soon()
+
+    # --- application -> network -------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "webtransport.stream.send":
+            await self._stream_send(
+                message["stream"], message["data"], message.get("end_stream", False)
+            )
+        elif kind == "webtransport.datagram.send":
+            await self._datagram_send(message["data"])
+        elif kind == "webtransport.stream.open":
+            self._open(bool(message["bidirectional"]))
+        elif kind == "webtransport.stream.reset":
+            self._reset(message["stream"], message.get("code", 0))
+        elif kind == "webtransport.stream.stop_sending":
+            self._stop(message["stream"], message.get("code", 0))
+        elif kind == "webtransport.accept":
+            self._accept(message.get("subprotocol"), message.get("headers", ()))
+        elif kind == "webtransport.reject":
+            self._reject(message.get("status", 403), message.get("headers", ()))
+        elif kind == "webtransport.close":
+            if self.accepted:
+                self._close(message.get("code", 0), message.get("reason", ""))
+            else:
+                self._reject(403, ())
+        elif kind == "webtransport.drain":
+            self._check_open()
+            self._drain()
+        else:
+            raise ValueError(f"unknown message type {kind!r}")
+
+    def server_headers(self) -> Iterable[tuple[bytes, bytes]]:
+        """Headers every response of this server carries besides the session's own (a
+        web server's ``server`` and ``date``); none here."""
+        return ()
+
+    def _check_server(self, kind: str) -> None:
+        if self.role == "client":
+            raise RuntimeError(f"{kind} is for servers: the client's CONNECT opened this session")
+        if self.accepted or self.finished:
+            raise SessionGone("the session was already accepted or closed")
+
+    def _accept(self, subprotocol: str | None, headers: Iterable[Any]) -> None:
+        self._check_server("webtransport.accept")
+        response = [(b":status", b"200"), *response_headers(self.draft)]
+        if subprotocol is not None:
+            if subprotocol not in self.subprotocols:
+                raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
+            response.append((b"wt-protocol", serialize_protocol(subprotocol)))
+        response.extend((bytes(name).lower(), bytes(value)) for name, value in headers)
+        response.extend(self.server_headers())
+        self.h3.send_headers(self.stream_id, response)
+        self.established()
+        self.router.transmit_soon()
+
+    def _reject(self, status: int, headers: Iterable[Any]) -> None:
+        self._check_server("webtransport.reject")
+        if 200 <= status < 300:
+            raise ValueError(f"a rejection needs a non-2xx status, got {status}")
+        self.finished = True
+        self.protocol.reject()
+        self.h3.send_headers(
+            self.stream_id,
+            [
+                (b":status", b"%d" % status),
+                *((bytes(name).lower(), bytes(value)) for name, value in headers),
+                *self.server_headers(),
+            ],
+            end_stream=True,
+        )
+        self.terminate(0, "", reset=False)
+
+    def _close(self, code: int, reason: str) -> None:
+        """WT_CLOSE_SESSION, then FIN, then reset the session's streams."""
+        if self.finished:
+            raise SessionGone("the WebTransport session is already closed")
+        capsule = self.protocol.close(code, reason)
+        self.finished = True
+        self._send_connect(capsule, end_stream=True)
+        self.terminate(code, reason)
+
+    def _drain(self) -> None:
+        """WT_DRAIN_SESSION, once: asking twice changes nothing."""
+        if not self.drain_sent:
+            self.drain_sent = True
+            self._send_connect(self.protocol.drain(), end_stream=False)
+
+    def _check_open(self) -> None:
+        if not self.accepted:
+            raise RuntimeError("the session must be accepted before it is used")
+        if self.finished:
+            raise SessionGone("the WebTransport session is closed")
+
+    def _open(self, bidirectional: bool) -> None:
+        self._check_open()
+        stream_id = self.h3.create_webtransport_stream(
+            self.stream_id, is_unidirectional=not bidirectional
+        )
+        self.streams[stream_id] = _Stream(
+            receiving=bidirectional, sending=True, drained=not bidirectional
+        )
+        self.router.streams[stream_id] = self
+        self.router.transmit_soon()
+        self._push(
+            {
+                "type": "webtransport.stream.opened",
+                "stream": stream_id,
+                "bidirectional": bidirectional,
+            }
+        )
+
+    def _known(self, stream_id: int, *, write: bool) -> _Stream | None:
+        """The stream's record, ``None`` for a stream of this session that has ended
+        (the app learns why from events); ``ValueError`` for any other id."""
+        self._check_open()
+        unidirectional = bool(stream_id & 0x2)
+        ours = stream_id & 0x1 != self.peer_bit
+        if unidirectional and ours != write:
+            mode = "write-only" if ours else "read-only"
+            opener = "server" if stream_id & 0x1 else "client"
+            raise ValueError(f"stream {stream_id} is a {opener} unidirectional stream: {mode}")
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            return stream
+        if stream_id == self.stream_id or (ours and stream_id < self.first_own[unidirectional]):
+            raise ValueError(f"stream {stream_id} is not a WebTransport stream of this session")
+        if ours:
+            opened = stream_id < self.quic.get_next_available_stream_id(unidirectional)
+        else:
+            opened = stream_id < self.next_peer[unidirectional]
+        if not opened:
+            raise ValueError(f"stream {stream_id} was never opened")
+        return None
+
+    def _reset(self, stream_id: int, code: int) -> None:
+        stream = self._known(stream_id, write=True)
+        http3_code = app_to_http3(code)
+        if stream is None or not stream.sending:
+            return
+        self.quic.reset_stream(stream_id, http3_code)
+        stream.sending = False
+        self._maybe_forget(stream_id, stream)
+        self.router.transmit_soon()
+
+    def _stop(self, stream_id: int, code: int) -> None:
+        stream = self._known(stream_id, write=False)
+        http3_code = app_to_http3(code)
+        if stream is None or not stream.receiving:
+            return
+        with contextlib.suppress(ValueError):  # finished; its FIN event is on the way
+            self.quic.stop_stream(stream_id, http3_code)
+        stream.receiving = False
+        self.router.transmit_soon()
+
+    async def _stream_send(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        stream = self._known(stream_id, write=True)
+        if stream is None or not stream.sending:
+            return
+        quic = self.quic
+        quic_stream = quic._streams.get(stream_id)
+        if quic_stream is None or quic_stream.sender._reset_error_code is not None:
+            return  # the peer's STOP_SENDING reset it; its event is on the way
+        sender = quic_stream.sender
+        quic.send_stream_data(stream_id, data, end_stream)
+        self.router.transmit_soon()
+        if end_stream:
+            stream.sending = False
+            self._maybe_forget(stream_id, stream)
+            return
+        while (
+            len(sender._buffer) > STREAM_HIGH_WATER and stream.sending and self.disconnected is None
+        ):
+            await self.router.writable()
+
+    async def _datagram_send(self, data: bytes) -> None:
+        self._check_open()
+        if len(data) > self.max_datagram_size:
+            raise ValueError(
+                f"datagram of {len(data)} bytes exceeds max_datagram_size {self.max_datagram_size}"
+            )
+        while len(self.quic._datagrams_pending) >= DATAGRAM_HIGH_WATER:
+            await self.router.writable()
+            self._check_open()
+        self.h3.send_datagram(self.stream_id, data)
+        self.router.transmit_soon()

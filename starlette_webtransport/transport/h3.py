@@ -1,0 +1,51 @@
+"""aioquic's HTTP/3 connection, set up for WebTransport on either end."""
+
+from __future__ import annotations
+
+from aioquic.h3.connection import FrameType, H3Connection, H3Stream, Setting
+from aioquic.quic.connection import QuicConnection
+
+from ..protocol.settings import FlowControlLimits, client_settings, server_settings
+
+WT_CREDIT = FlowControlLimits()
+"""WebTransport-level credit (draft-07 and later) granted to the peer in each session:
+advertised in SETTINGS, then renewed with WT_MAX_DATA / WT_MAX_STREAMS as the application
+consumes, so a peer that enforces it never stalls while the application keeps reading."""
+
+
+class WebTransportH3Connection(H3Connection):
+    """Sends the SETTINGS every peer draft keys on, and remembers our bidirectional
+    WebTransport streams.
+
+    ``limits`` is the WebTransport-level credit advertised to the peer; sessions renew it
+    from there.
+    """
+
+    def __init__(self, quic: QuicConnection, limits: FlowControlLimits) -> None:
+        self.limits = limits
+        super().__init__(quic, enable_webtransport=True)
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        if self._is_client:
+            # ENABLE_CONNECT_PROTOCOL is a server's promise to accept extended CONNECT;
+            # aioquic sends it from clients too, browsers do not.
+            del settings[Setting.ENABLE_CONNECT_PROTOCOL]
+            settings.update(client_settings(self.limits))
+        else:
+            settings.update(server_settings(self.limits, max_sessions=self.limits.max_streams_bidi))
+        return settings
+
+    def create_webtransport_stream(self, session_id: int, is_unidirectional: bool = False) -> int:
+        """Open a stream, and for a bidirectional one remember that it is WebTransport.
+
+        aioquic writes the stream header but keeps no state for a locally opened
+        bidirectional stream, so the peer's replies on it would be parsed as HTTP/3
+        frames and end the connection with H3_FRAME_ERROR.
+        """
+        stream_id = super().create_webtransport_stream(session_id, is_unidirectional)
+        if not is_unidirectional:
+            stream = self._stream[stream_id] = H3Stream(stream_id)
+            stream.frame_type = FrameType.WEBTRANSPORT_STREAM
+            stream.session_id = session_id
+        return stream_id

@@ -1,0 +1,205 @@
+"""aioquic's QUIC connection with credit that follows what applications consume.
+
+aioquic grants a peer new credit as soon as data or streams *arrive*: it doubles a receive
+window once half of it was received, and lets the peer open a new stream as soon as an
+earlier one finished arriving. Queued in a session for an application that does not read,
+both pile up without bound. :class:`WebTransportQuicConnection` grants credit only for what
+the application has taken, so unread data never exceeds the connection window and unread
+finished streams never exceed the initial stream credit. Nothing is refused or dropped to
+get there: the peer simply waits, as QUIC flow control intends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aioquic.buffer import size_uint_var
+from aioquic.quic.connection import QuicConnection, stream_is_client_initiated
+from aioquic.quic.packet import QuicFrameType
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.recovery import QuicPacketSpace
+from aioquic.quic.stream import QuicStream
+
+MAX_DATAGRAM_FRAME_SIZE = 65536
+"""Advertised ``max_datagram_frame_size``: without it browsers open sessions but silently
+lose every datagram, and servers may send a client none."""
+
+CONNECTION_WINDOW = 4 * 1024 * 1024
+"""Bytes a peer may have in flight on one connection beyond what applications consumed."""
+
+STREAM_WINDOW = 1024 * 1024
+"""Bytes a peer may have in flight on one stream beyond what the application consumed."""
+
+MAX_STREAMS = 128
+"""Streams per direction a peer may have open on one connection, counting finished ones
+whose last event the application has not taken yet."""
+
+_SHORT_HEADER_OVERHEAD = 1 + 4 + 16
+"""A short-header packet's first byte, longest packet number and AEAD tag; the peer's
+connection id comes on top."""
+
+
+class WebTransportQuicConnection(QuicConnection):
+    """A window is always "consumed + window size", and stream credit waits for the app.
+
+    Stream data is *held* from its arrival until the application takes it
+    (:meth:`hold` / :meth:`release`); bytes that are never held (other HTTP/3 streams,
+    data of refused streams) count as consumed on arrival, which gives them a plain
+    sliding window. A peer stream whose last event (FIN or reset) waits for the
+    application is held too (:meth:`hold_stream` / :meth:`release_stream`): if aioquic
+    discards it meanwhile, the stream credit that aioquic would return is withheld until
+    the application has taken that event.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unconsumed: dict[int, int] = {}
+        self.unconsumed_total = 0
+        self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = MAX_STREAMS
+        self._local_max_streams_uni.value = self._local_max_streams_uni.sent = MAX_STREAMS
+        self._streams = _StreamTable(self)
+        self._unread_streams: set[int] = set()
+        """Peer streams whose last event waits for the application; aioquic still has them."""
+        self._discarded_unread: set[int] = set()
+        """The same, for streams aioquic has discarded since."""
+        self._credit_owed = {False: 0, True: 0}
+        """Streams of ``_discarded_unread`` (per direction) whose credit aioquic has
+        already returned, to be withheld from the next streams it discards."""
+
+    # --- data -----------------------------------------------------------------------
+
+    def hold(self, stream_id: int, size: int) -> None:
+        """Count ``size`` received bytes of a stream as waiting for the application."""
+        self.unconsumed[stream_id] = self.unconsumed.get(stream_id, 0) + size
+        self.unconsumed_total += size
+
+    def release(self, stream_id: int, size: int) -> bool:
+        """Count ``size`` held bytes as consumed; True when new credit is worth sending now."""
+        remaining = self.unconsumed[stream_id] - size
+        if remaining:
+            self.unconsumed[stream_id] = remaining
+        else:
+            del self.unconsumed[stream_id]
+        self.unconsumed_total -= size
+        limit = self._local_max_data
+        if limit.value - (limit.used - self.unconsumed_total) < CONNECTION_WINDOW // 2:
+            return True
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return False
+        stream_consumed = stream.receiver.highest_offset - remaining
+        return stream.max_stream_data_local - stream_consumed < STREAM_WINDOW // 2
+
+    # --- stream credit ----------------------------------------------------------------
+
+    def hold_stream(self, stream_id: int) -> None:
+        """The peer stream's last event was queued for the application."""
+        if stream_id in self._streams:
+            self._unread_streams.add(stream_id)
+        else:  # discarded before its last event was handled: aioquic already gave credit
+            self._discarded_unread.add(stream_id)
+            self._credit_owed[bool(stream_id & 0x2)] += 1
+
+    def release_stream(self, stream_id: int) -> bool:
+        """The application took the peer stream's last event: it may open another. True
+        when that credit is new now (rather than once aioquic discards the stream)."""
+        if stream_id in self._unread_streams:
+            self._unread_streams.remove(stream_id)  # aioquic gives credit once it discards it
+            return False
+        self._discarded_unread.remove(stream_id)
+        unidirectional = bool(stream_id & 0x2)
+        if self._credit_owed[unidirectional]:
+            self._credit_owed[unidirectional] -= 1  # never withheld, so nothing to give back
+            return False
+        self._stream_limit(stream_id).value += 1
+        return True
+
+    def _discarded(self, stream_id: int) -> None:
+        """aioquic is about to return the stream credit of ``stream_id``: withhold it if the
+        application has not taken the stream's last event, or to pay back credit owed."""
+        if stream_is_client_initiated(stream_id) == self._is_client:
+            return
+        unidirectional = bool(stream_id & 0x2)
+        if stream_id in self._unread_streams:
+            self._unread_streams.remove(stream_id)
+            self._discarded_unread.add(stream_id)
+        elif self._credit_owed[unidirectional]:
+            self._credit_owed[unidirectional] -= 1
+        else:
+            return
+        self._stream_limit(stream_id).value -= 1
+
+    # --- frames -----------------------------------------------------------------------
+
+    def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
+        limit = self._local_max_data
+        consumed = limit.used - self.unconsumed_total
+        if limit.value - consumed < CONNECTION_WINDOW // 2:
+            limit.value = consumed + CONNECTION_WINDOW
+        for limit in (
+            self._local_max_data,
+            self._local_max_streams_bidi,
+            self._local_max_streams_uni,
+        ):
+            if limit is not self._local_max_data and (
+                limit.sent - limit.used >= limit.value - limit.sent
+            ):
+                continue  # batch MAX_STREAMS as aioquic does
+            if limit.value > limit.sent:
+                buf = builder.start_frame(
+                    limit.frame_type,
+                    capacity=9,
+                    handler=self._on_connection_limit_delivery,
+                    handler_args=(limit,),
+                )
+                buf.push_uint_var(limit.value)
+                limit.sent = limit.value
+
+    def _write_stream_limits(
+        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
+    ) -> None:
+        stream_id = stream.stream_id
+        if not stream.max_stream_data_local or stream_id is None:
+            return
+        consumed = stream.receiver.highest_offset - self.unconsumed.get(stream_id, 0)
+        if stream.max_stream_data_local - consumed < STREAM_WINDOW // 2:
+            stream.max_stream_data_local = consumed + STREAM_WINDOW
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=17,
+                handler=self._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local
+
+
+class _StreamTable(dict[int, QuicStream]):
+    """aioquic's stream table, telling the connection which streams aioquic discards.
+
+    aioquic removes a finished stream with ``pop`` and then returns its credit to the
+    peer; nothing else pops, and lookups stay dict-fast.
+    """
+
+    def __init__(self, connection: WebTransportQuicConnection) -> None:
+        super().__init__()
+        self._connection = connection
+
+    def pop(self, stream_id: int, *default: Any) -> Any:
+        self._connection._discarded(stream_id)
+        return super().pop(stream_id, *default)
+
+
+def max_datagram_size(quic: QuicConnection, session_id: int) -> int:
+    """The largest datagram payload for ``session_id`` that fits one packet and the peer's
+    ``max_datagram_frame_size``: aioquic never sends a datagram too large for a packet, and
+    keeps it at the head of its queue, blocking all later ones."""
+    frame_room = quic._max_datagram_size - _SHORT_HEADER_OVERHEAD - len(quic._peer_cid.cid)
+    room = frame_room - 1 - size_uint_var(frame_room)
+    remote_limit = quic._remote_max_datagram_frame_size
+    if remote_limit is None:
+        return 0  # the peer takes no DATAGRAM frames at all
+    room = min(room, remote_limit - 1 - size_uint_var(remote_limit))
+    return max(0, room - size_uint_var(session_id // 4))
