@@ -68,6 +68,13 @@ class WebTransportSessionHandler(SessionChannel):
     def terminate(self, code: int, reason: str, *, reset: bool = True) -> None:
         super().terminate(code, reason, reset=reset)
         self.adapter.session_ended(self)
+        log.info(
+            "session %s closed: %s code=%d reason=%r",
+            self.scope_session_id,
+            self.scope["path"],
+            code,
+            reason,
+        )
 
     def drain_for_shutdown(self) -> None:
         """Server shutdown: ask the peer and the app to wind the session down."""

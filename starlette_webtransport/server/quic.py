@@ -41,7 +41,7 @@ from hypercorn.protocol.quic import QuicProtocol
 from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
 
-from ..protocol.errors import H3_INTERNAL_ERROR
+from ..protocol.errors import H3_INTERNAL_ERROR, H3_NO_ERROR
 from ..transport import (
     CONNECTION_WINDOW,
     MAX_DATAGRAM_FRAME_SIZE,
@@ -84,8 +84,10 @@ class WebTransportQuicProtocol(QuicProtocol):
         server: tuple[str, int] | None,
         send: Callable[[Event], Awaitable[None]],
         sendto: Callable[[bytes, Any], None],
+        on_idle: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(app, config, context, task_group, state, server, send)
+        self._on_idle = on_idle
         self.quic_config = build_quic_configuration(config)
         self.connections: dict[bytes, _Connection] = {}  # type: ignore[assignment]
         self._sendto = sendto
@@ -199,6 +201,14 @@ class WebTransportQuicProtocol(QuicProtocol):
         for cid in connection.cids:
             self.connections.pop(cid, None)
         connection.cids = set()
+        if not self.connections:
+            self._on_idle()
+
+    def close_all(self) -> None:
+        """Shutdown: close every QUIC connection (CONNECTION_CLOSE with H3_NO_ERROR)."""
+        for connection in set(self.connections.values()):
+            connection.quic.close(error_code=H3_NO_ERROR, reason_phrase="server shutting down")
+            self._transmit(connection)
 
     def _schedule(self, connection: _Connection) -> Awaitable[None]:
         """Ask for a transmit at the end of this loop turn; many sends share one flush."""
@@ -282,6 +292,10 @@ class WebTransportUDPServer(UDPServer):
         self._packets.append((data, address))
         self._wakeup.set()
 
+    async def _wake_on(self, awaitable: Awaitable[object]) -> None:
+        await awaitable
+        self._wakeup.set()
+
     async def run(self) -> None:
         assert self.transport is not None
         transport = self.transport
@@ -297,6 +311,7 @@ class WebTransportUDPServer(UDPServer):
                 server,
                 self.protocol_send,
                 transport.sendto,
+                self._wakeup.set,
             )
             self.protocol = protocol
             state = getattr(self.config, "webtransport_state", None)
@@ -305,14 +320,20 @@ class WebTransportUDPServer(UDPServer):
                 if state.listening >= len(state.binds):
                     state.ready.set()
             packets = self._packets
-            while not self.context.terminated.is_set() or not protocol.idle:
+            terminated = self.context.terminated
+            watcher = asyncio.ensure_future(self._wake_on(terminated.wait()))
+            closing = False
+            while not terminated.is_set() or not protocol.idle:
+                if terminated.is_set() and not closing:
+                    # Sessions were drained and closed already (serve()); what is left are
+                    # QUIC connections, which would otherwise linger until they idle out.
+                    closing = True
+                    protocol.close_all()
                 if not packets:
                     self._wakeup.clear()
-                    try:
-                        await asyncio.wait_for(self._wakeup.wait(), 1.0)
-                    except TimeoutError:
-                        continue
+                    await self._wakeup.wait()
                 while packets:
                     data, address = packets.popleft()
                     protocol.datagram_received(data, address)
                 await protocol.process()
+            watcher.cancel()
