@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .certs import generate_certificate, write_certificate
+from .serve import free_port
 
 RELOAD_POLL_INTERVAL = 0.5
 
@@ -46,6 +47,9 @@ def supervise(app: Any, *, workers: int, reload: bool, serve_kwargs: dict[str, A
         )
         kwargs["certfile"], kwargs["keyfile"] = str(certfile), str(keyfile)
         print(f"certificate sha256: {certificate.sha256_hex}", flush=True)
+    if kwargs.get("port") == 0:  # every worker must bind the same port
+        host = kwargs.get("host", "127.0.0.1")
+        kwargs["port"] = free_port(host if isinstance(host, str) else host[0])
     kwargs["workers"] = workers
     context = multiprocessing.get_context("spawn")
     stopping = False

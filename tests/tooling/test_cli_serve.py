@@ -93,3 +93,86 @@ async def test_serve_echoes_and_sigterm_drains_then_exits_0(tmp_path: Path) -> N
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_serve_with_two_workers_shares_one_port(tmp_path: Path) -> None:
+    """Each worker binds the port with SO_REUSEPORT; a QUIC connection stays on one."""
+    (tmp_path / "echoapp.py").write_text(APP)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "starlette_webtransport",
+        "serve",
+        "echoapp:app",
+        "--port",
+        "0",
+        "--workers",
+        "2",
+        "--graceful-timeout",
+        "1",
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        port, sha256 = await read_banner(process.stdout)
+        for i in range(6):  # new connections from new ports land on either worker
+            async with connect(
+                f"https://127.0.0.1:{port}/echo", certificate_hashes=[sha256]
+            ) as session:
+                stream = await session.create_bidirectional_stream()
+                await stream.write(b"worker %d" % i, end_stream=True)
+                assert await stream.read() == b"worker %d" % i
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_reload_restarts_the_server_when_code_changes(tmp_path: Path) -> None:
+    app_file = tmp_path / "echoapp.py"
+    app_file.write_text(APP)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "starlette_webtransport",
+        "serve",
+        "echoapp:app",
+        "--port",
+        "0",
+        "--reload",
+        "--graceful-timeout",
+        "0.2",
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+    async def echo(port: int, sha256: bytes) -> bytes:
+        async with connect(f"https://127.0.0.1:{port}/", certificate_hashes=[sha256]) as session:
+            stream = await session.create_bidirectional_stream()
+            await stream.write(b"x", end_stream=True)
+            return await stream.read()
+
+    try:
+        assert process.stdout is not None
+        port, sha256 = await read_banner(process.stdout)
+        assert await echo(port, sha256) == b"x"
+        app_file.write_text(APP.replace("await stream.read()", "b'new ' + await stream.read()"))
+        async with asyncio.timeout(30):
+            while b"restarting" not in await process.stdout.readline():
+                pass
+            while not (await process.stdout.readline()).startswith(b"listening on"):
+                pass
+        assert await echo(port, sha256) == b"new x"  # same port, same certificate
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
