@@ -1,20 +1,21 @@
 """WebTransport server benchmarks, run from one command.
 
-    python bench/run.py [--rounds 3] [--duration 1.0] [--json PATH] [--profile SERVER]
+    python bench/run.py [--rounds 5] [--duration 1.0] [--json PATH] [--profile SERVER ...]
 
 Starts every server under test in its own process (``bench/servers.py``) and one load
 client per server in another (``bench/loadclient.py``, the same aioquic code for all), so
-client and server never share a core's time slice by construction. Rounds are interleaved
-(each scenario runs on every server before the next scenario starts), so load from other
-processes on the machine spreads over all servers instead of penalising one.
+a server never shares its process, or its core's time slices, with the load it serves.
+Rounds are interleaved (every server runs a scenario before the next scenario starts, and
+the server order rotates), so load from other processes on the machine spreads over all
+servers instead of penalising one; ratios are the median of ratios paired per round.
 
 For each scenario it reports the client-side rate and the server process's CPU time per
-operation (``/proc/<pid>/stat``): on a 2-core machine shared with other work the rate is
-noisy and is often bounded by the (equally pure-Python) client, while CPU per operation
-is what the server itself costs. Ratios against raw aioquic and pywebtransport come from
-the same run. ``--profile SERVER`` runs only that server, under cProfile, one profile per
-scenario, and prints where its time goes. Finally ``bench/bench_structured.py`` (structured
-messages against pre-encoded bytes) runs if it exists.
+operation (``/proc/<pid>/stat``): on a small shared machine the rate is noisy and can be
+bounded by the (equally pure-Python) client, while CPU per operation is what the server
+itself costs. ``--profile SERVER ...`` runs only those servers under cProfile, one profile
+per scenario, prints where their time goes and, with ``aioquic`` among them, what each
+other server does more of per operation. ``bench/bench_structured.py`` (structured
+messages against pre-encoded bytes) runs at the end if it exists.
 """
 
 from __future__ import annotations
@@ -23,22 +24,41 @@ import argparse
 import json
 import os
 import platform
-import pstats
+import selectors
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from profiling import Profile, compare, report
+
 HERE = Path(__file__).resolve().parent
 SERVERS = ("ours", "ours-session", "aioquic", "pywebtransport")
 BASELINE = "aioquic"
+COMPARISONS = (
+    ("ours", "aioquic"),
+    ("ours-session", "aioquic"),
+    ("ours", "pywebtransport"),
+    ("ours-session", "pywebtransport"),
+)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def core_pair() -> tuple[int, int] | None:
+    """With two or more cores, servers run on one and load clients on another: left alone,
+    the scheduler tends to wake a loopback peer on the waker's core, so server and client
+        would take turns on one core and each would be charged for the other's latency."""
+    cores = sorted(os.sched_getaffinity(0))
+    return (cores[0], cores[1]) if len(cores) >= 2 else None
+
+
 STARTUP_TIMEOUT = 30.0
 SCENARIO_TIMEOUT = 60.0
 
@@ -49,65 +69,59 @@ class Scenario:
     title: str
     command: dict[str, Any]
     unit: str
-    """Unit of the rate: ``ops / elapsed``."""
-    op: str
-    """What one op is, for CPU per op."""
-    cpu_scale: float
+    """Unit of the rate, ``ops / elapsed``."""
     cpu_unit: str
+    cpu_scale: float
+    """Seconds of CPU per op times this gives ``cpu_unit``."""
 
 
 def scenarios(duration: float, bulk_mib: float) -> list[Scenario]:
     return [
         Scenario(
             "bulk",
-            f"bulk echo, 1 bidi stream, {bulk_mib:g} MiB",
+            f"one bidi stream, upload {bulk_mib:g} MiB + FIN, read the whole echo",
             {"scenario": "bulk", "size_mib": bulk_mib},
             "MiB/s",
-            "MiB",
-            1e3,
             "ms/MiB",
+            1e3,
         ),
         Scenario(
             "datagrams",
-            "datagram echo, 200 B, window 64",
+            f"200-byte datagrams, at most 64 in flight, echoes counted for {duration:g} s",
             {"scenario": "datagrams", "duration": duration, "window": 64, "size": 200},
             "dgram/s",
-            "datagram",
-            1e6,
             "us/dgram",
+            1e6,
         ),
         Scenario(
             "rr-seq",
-            "request/response stream, 32 B, sequential",
+            f"new bidi stream, 32 B + FIN, read the echo; one at a time for {duration:g} s",
             {"scenario": "requests", "duration": duration, "concurrency": 1},
             "req/s",
-            "request",
-            1e6,
             "us/req",
+            1e6,
         ),
         Scenario(
             "rr-c16",
-            "request/response stream, 32 B, 16 concurrent",
+            f"the same with 16 requests in flight for {duration:g} s",
             {"scenario": "requests", "duration": duration, "concurrency": 16},
             "req/s",
-            "request",
-            1e6,
             "us/req",
+            1e6,
         ),
         Scenario(
             "setups",
-            "session setup (QUIC + CONNECT + 200), sequential",
+            f"new QUIC connection + CONNECT + 200, one at a time for {duration:g} s",
             {"scenario": "setups", "duration": duration},
             "sess/s",
-            "session",
-            1e3,
             "ms/sess",
+            1e3,
         ),
     ]
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (no psutil here)."""
+    """User + system CPU time of a process, from /proc (psutil is not available)."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
@@ -118,52 +132,75 @@ class Measurement:
     rate: float
     cpu_per_op: float | None
     server_busy: float
+    """Server CPU seconds per wall-clock second (1.0 = one core saturated)."""
     client_busy: float
     packets_sent: float | None
     """UDP packets the server sent per operation (counted by the client)."""
     packets_received: float | None
-    """UDP packets the server received per operation (sent by the client)."""
+    """UDP packets the server received per operation (counted by the client)."""
     extra: dict[str, Any]
 
 
 @dataclass
 class Cell:
-    runs: list[Measurement] = field(default_factory=list)
+    """One scenario on one server: a measurement per round, None for a failed round."""
+
+    runs: list[Measurement | None] = field(default_factory=list)
     error: str | None = None
 
+    def values(self, attribute: str) -> list[float]:
+        found = (getattr(run, attribute) for run in self.runs if run is not None)
+        return [value for value in found if value is not None]
+
     def median(self, attribute: str) -> float | None:
-        values = [getattr(run, attribute) for run in self.runs]
-        values = [value for value in values if value is not None]
+        values = self.values(attribute)
         return statistics.median(values) if values else None
 
     def spread(self, attribute: str) -> float | None:
         """Half the min-max range as a fraction of the median: the ± of the figure."""
-        values = [getattr(run, attribute) for run in self.runs]
-        values = [value for value in values if value is not None]
+        values = self.values(attribute)
         if len(values) < 2 or not statistics.median(values):
             return None
         return (max(values) - min(values)) / 2 / statistics.median(values)
 
 
+def paired_ratios(a: Cell, b: Cell, attribute: str) -> list[float]:
+    """Ratios of runs measured in the same round, which share the machine's load."""
+    ratios = []
+    for run_a, run_b in zip(a.runs, b.runs, strict=False):
+        if run_a is None or run_b is None:
+            continue
+        value_a, value_b = getattr(run_a, attribute), getattr(run_b, attribute)
+        if value_a is not None and value_b:
+            ratios.append(value_a / value_b)
+    return ratios
+
+
 class ServerUnderTest:
     """One server process and the load-client process that drives it."""
 
-    def __init__(self, kind: str, profile_dir: Path | None, log_dir: Path) -> None:
+    def __init__(
+        self, kind: str, work: Path, *, profile: bool, cores: tuple[int, int] | None
+    ) -> None:
         self.kind = kind
-        self.profile_dir = profile_dir
-        self.log_path = log_dir / f"{kind}.log"
+        self.cores = cores
         self.error: str | None = None
-        self.profiles = 0
+        self.profile_dir = work / f"profile-{kind}" if profile else None
+        self.dumps = 0
+        self.log_path = work / f"{kind}.log"
         command = [sys.executable, str(HERE / "servers.py"), kind]
-        if profile_dir is not None:
-            command += ["--profile", str(profile_dir)]
+        if self.profile_dir is not None:
+            self.profile_dir.mkdir()
+            command += ["--profile", str(self.profile_dir)]
         self.log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log)
+        if cores is not None:
+            os.sched_setaffinity(self.server.pid, {cores[0]})
         self.client: subprocess.Popen[str] | None = None
         self.pid = 0
 
     def start_client(self) -> None:
-        """Wait for the server's ready line, then start the client against its port."""
+        """Wait for the server's ready line, then start a client on its port."""
         assert self.server.stdout is not None
         line = read_line(self.server.stdout, STARTUP_TIMEOUT)
         if not line:
@@ -177,8 +214,11 @@ class ServerUnderTest:
             stdout=subprocess.PIPE,
             text=True,
         )
+        if self.cores is not None:
+            os.sched_setaffinity(self.client.pid, {self.cores[1]})
 
     def run(self, command: dict[str, Any], *, profile: bool = False) -> dict[str, Any]:
+        """One client command, with the server's CPU time around it."""
         assert self.client is not None and self.client.stdin and self.client.stdout
         if profile:
             os.kill(self.pid, signal.SIGUSR1)
@@ -187,21 +227,21 @@ class ServerUnderTest:
         self.client.stdin.write(json.dumps(command) + "\n")
         self.client.stdin.flush()
         line = read_line(self.client.stdout, SCENARIO_TIMEOUT)
-        time.sleep(0.05)  # let the server finish what the last reply started
+        time.sleep(0.05)  # let the server finish what the last reply set off
         cpu = cpu_seconds(self.pid) - cpu_before
         if profile:
             os.kill(self.pid, signal.SIGUSR2)
-            self.profiles += 1
+            self.dumps += 1
         if not line:
             return {"ok": False, "error": "the load client did not answer in time"}
         result: dict[str, Any] = json.loads(line)
         result["server_cpu"] = cpu
         return result
 
-    def profile_path(self) -> Path | None:
+    def last_profile(self) -> Path | None:
         if self.profile_dir is None:
             return None
-        path = self.profile_dir / f"{self.profiles}.pstats"
+        path = self.profile_dir / f"{self.dumps}.pstats"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if path.exists() and path.stat().st_size > 0:
@@ -210,7 +250,7 @@ class ServerUnderTest:
             time.sleep(0.05)
         return None
 
-    def log_tail(self, lines: int = 8) -> str:
+    def log_tail(self, lines: int = 6) -> str:
         self.log.flush()
         text = self.log_path.read_text(errors="replace").strip().splitlines()
         return " | ".join(text[-lines:]) or "(no output)"
@@ -235,9 +275,8 @@ class ServerUnderTest:
 
 
 def read_line(stream: IO[Any], timeout: float) -> str:
-    """One line from a child's pipe, or "" if none arrives within ``timeout``."""
-    import selectors
-
+    """One line from a child's pipe, or "" if none arrives within ``timeout``. Children
+    write one line per request, so nothing is left in the file object's buffer."""
     with selectors.DefaultSelector() as selector:
         selector.register(stream, selectors.EVENT_READ)
         if not selector.select(timeout):
@@ -246,32 +285,25 @@ def read_line(stream: IO[Any], timeout: float) -> str:
     return line.decode() if isinstance(line, bytes) else str(line)
 
 
-def measure(
-    server: ServerUnderTest, scenario: Scenario, *, profile: bool = False
-) -> Measurement | str:
+def measure(server: ServerUnderTest, scenario: Scenario, *, profile: bool) -> Measurement | str:
     result = server.run(scenario.command, profile=profile)
     if not result.get("ok"):
         return str(result.get("error", "failed"))
-    elapsed = float(result["elapsed"])
-    ops = float(result["ops"])
-    cpu = float(result["server_cpu"])
-    extra = {
-        key: value
-        for key, value in result.items()
-        if key
-        not in (
-            "ok", "ops", "elapsed", "server_cpu", "client_cpu",
-            "packets_from_server", "packets_to_server",
-        )
-    }
+    elapsed = float(result.pop("elapsed"))
+    ops = float(result.pop("ops"))
+    cpu = float(result.pop("server_cpu"))
+    client_cpu = float(result.pop("client_cpu"))
+    sent = result.pop("packets_from_server")
+    received = result.pop("packets_to_server")
+    result.pop("ok")
     return Measurement(
         rate=ops / elapsed,
         cpu_per_op=cpu / ops * scenario.cpu_scale if ops else None,
         server_busy=cpu / elapsed,
-        client_busy=float(result["client_cpu"]) / elapsed,
-        packets_sent=result["packets_from_server"] / ops if ops else None,
-        packets_received=result["packets_to_server"] / ops if ops else None,
-        extra=extra,
+        client_busy=client_cpu / elapsed,
+        packets_sent=sent / ops if ops else None,
+        packets_received=received / ops if ops else None,
+        extra={"ops": ops, "elapsed": elapsed, **result},
     )
 
 
@@ -288,8 +320,18 @@ def fmt(value: float | None, spread: float | None = None) -> str:
     return text
 
 
-def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}" if a is not None and b else "-"
+def print_rows(headers: list[str], rows: list[list[str]]) -> None:
+    table = [headers, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    for index, row in enumerate(table):
+        print(
+            "  ".join(
+                text.ljust(width) if column < 2 else text.rjust(width)
+                for column, (text, width) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
 
 
 def print_table(
@@ -298,42 +340,25 @@ def print_table(
     servers: list[str],
     cells: dict[tuple[str, str], Cell],
     attribute: str,
-    unit_of: Any,
+    unit_of: Callable[[Scenario], str],
 ) -> None:
-    comparisons = [
-        (a, b)
-        for a, b in (
-            ("ours", BASELINE),
-            ("ours-session", BASELINE),
-            ("ours", "pywebtransport"),
-            ("ours-session", "pywebtransport"),
-        )
-        if a in servers and b in servers
-    ]
+    comparisons = [(a, b) for a, b in COMPARISONS if a in servers and b in servers]
     headers = ["scenario", "unit", *servers, *(f"{a}/{b}" for a, b in comparisons)]
-    table = [headers]
+    lines = []
     for scenario in rows:
         line = [scenario.name, unit_of(scenario)]
         for server in servers:
             cell = cells[scenario.name, server]
-            if cell.error and not cell.runs:
-                line.append("n/a (see below)")
-            else:
+            if cell.values(attribute):
                 line.append(fmt(cell.median(attribute), cell.spread(attribute)))
+            else:
+                line.append("n/a (below)" if cell.error else "-")
         for a, b in comparisons:
-            line.append(
-                ratio(
-                    cells[scenario.name, a].median(attribute),
-                    cells[scenario.name, b].median(attribute),
-                )
-            )
-        table.append(line)
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+            ratios = paired_ratios(cells[scenario.name, a], cells[scenario.name, b], attribute)
+            line.append(f"{statistics.median(ratios):.2f}" if ratios else "-")
+        lines.append(line)
     print(f"\n{title}")
-    for index, row in enumerate(table):
-        print("  ".join(text.rjust(w) if i > 1 else text.ljust(w) for i, (text, w) in enumerate(zip(row, widths, strict=True))))
-        if index == 0:
-            print("  ".join("-" * w for w in widths))
+    print_rows(headers, lines)
 
 
 def print_pairs(
@@ -345,79 +370,48 @@ def print_pairs(
     scale: float,
     digits: int,
 ) -> None:
-    """One "a/b" figure per cell, e.g. server and client CPU busy."""
-    print(f"\n{title}")
-    width = max(len(s) for s in servers) + 2
-    print("  " + "scenario".ljust(10) + "".join(s.rjust(width) for s in servers))
+    """One "a / b" figure per cell."""
+    lines = []
     for scenario in rows:
-        line = "  " + scenario.name.ljust(10)
+        line = [scenario.name, ""]
         for server in servers:
             cell = cells[scenario.name, server]
             a, b = (cell.median(attribute) for attribute in attributes)
-            text = "-" if a is None or b is None else f"{scale * a:.{digits}f}/{scale * b:.{digits}f}"
-            line += text.rjust(width)
-        print(line)
+            line.append(
+                "-"
+                if a is None or b is None
+                else f"{scale * a:.{digits}f} / {scale * b:.{digits}f}"
+            )
+        lines.append(line)
+    print(f"\n{title}")
+    print_rows(["scenario", "", *servers], lines)
 
 
-GROUPS = (
-    ("starlette_webtransport", "starlette_webtransport (ours)"),
-    ("pywebtransport", "pywebtransport"),
-    ("hypercorn", "hypercorn"),
-    ("aioquic/quic/crypto", "aioquic crypto"),
-    ("aioquic/h3", "aioquic h3"),
-    ("aioquic/quic", "aioquic quic"),
-    ("aioquic", "aioquic other"),
-    ("asyncio", "asyncio"),
-    ("bench/servers.py", "echo app"),
-)
-
-
-def group_of(filename: str, function: str) -> str:
-    if filename == "~":  # builtins: name the library that owns the C function if we can
-        if "_crypto" in function or "encrypt" in function or "decrypt" in function:
-            return "aioquic crypto (C)"
-        if "sendto" in function or "recvfrom" in function or "select" in function:
-            return "socket / poll syscalls"
-        return "builtins (other)"
-    for marker, name in GROUPS:
-        if marker in filename:
-            return name
-    return "other Python"
-
-
-def print_profile(path: Path, scenario: Scenario, top: int = 14) -> dict[str, Any]:
-    stats = pstats.Stats(str(path))
-    entries = stats.stats  # type: ignore[attr-defined]
-    total = sum(entry[2] for entry in entries.values()) or 1e-9
-    groups: dict[str, float] = {}
-    for (filename, _, function), entry in entries.items():
-        key = group_of(filename, function)
-        groups[key] = groups.get(key, 0.0) + entry[2]
-    print(f"\nprofile: {scenario.name} ({scenario.title}); {total:.2f} s of profiled CPU")
-    print("  by package (own time): " + ", ".join(
-        f"{name} {100 * t / total:.0f}%" for name, t in sorted(groups.items(), key=lambda kv: -kv[1])
-        if t / total >= 0.01
-    ))
-    print(f"  {'own%':>5} {'cum%':>5} {'calls':>8}  function")
-    ranked = sorted(entries.items(), key=lambda kv: -kv[1][2])[:top]
-    functions = []
-    for (filename, line, function), (_, calls, own, cumulative, _) in ranked:
-        short = shorten(filename)
-        print(f"  {100 * own / total:5.1f} {100 * cumulative / total:5.1f} {calls:8d}  "
-              f"{function} ({short}:{line})")
-        functions.append({
-            "function": function, "file": short, "line": line, "calls": calls,
-            "own_pct": 100 * own / total, "cum_pct": 100 * cumulative / total,
-        })
-    return {"total_s": total, "groups_pct": {k: 100 * v / total for k, v in groups.items()},
-            "top": functions}
-
-
-def shorten(filename: str) -> str:
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
-    return filename
+def print_details(
+    rows: list[Scenario], servers: list[str], cells: dict[tuple[str, str], Cell]
+) -> None:
+    """Median latencies and datagram loss, which the rates alone hide."""
+    lines = []
+    for scenario in rows:
+        line = [scenario.name, ""]
+        for server in servers:
+            runs = [run for run in cells[scenario.name, server].runs if run is not None]
+            if runs and "p50_ms" in runs[0].extra:
+                p50 = statistics.median(run.extra["p50_ms"] for run in runs)
+                worst = max(run.extra["max_ms"] for run in runs)
+                line.append(f"p50 {p50:.2f} ms, max {worst:.0f}")
+            elif runs and "lost" in runs[0].extra:
+                lost = sum(run.extra["lost"] for run in runs)
+                sent = sum(run.extra["sent"] for run in runs)
+                line.append(f"lost {lost} of {sent:,}")
+            else:
+                line.append("-")
+        lines.append(line)
+    print(
+        "\nLatency per request or setup (median of the runs' p50, max over all runs) "
+        "and datagram loss"
+    )
+    print_rows(["scenario", "", *servers], lines)
 
 
 def machine() -> dict[str, Any]:
@@ -432,7 +426,7 @@ def machine() -> dict[str, Any]:
         "cpu": model,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "loadavg_start": os.getloadavg(),
+        "loadavg_start": os.getloadavg()[0],
     }
 
 
@@ -449,15 +443,16 @@ def versions() -> dict[str, str]:
 
 
 def run_structured() -> str:
+    """bench_structured.py belongs to the structured-messages developer: run it as is."""
     script = HERE / "bench_structured.py"
     if not script.exists():
-        return "bench/bench_structured.py not present"
+        return "bench/bench_structured.py is not present"
     try:
         done = subprocess.run(
             [sys.executable, str(script)], capture_output=True, text=True, timeout=90
         )
     except subprocess.TimeoutExpired:
-        return "bench_structured.py did not finish in 90 s"
+        return "bench_structured.py did not finish within 90 s"
     if done.returncode != 0:
         return f"bench_structured.py failed ({done.returncode}): {done.stderr.strip()[-500:]}"
     return done.stdout.rstrip()
@@ -469,14 +464,21 @@ def run_structured() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
-    parser.add_argument("--rounds", type=int, default=3, help="measured runs per cell")
+    parser.add_argument("--rounds", type=int, default=None, help="runs per cell (default 5)")
     parser.add_argument("--duration", type=float, default=1.0, help="seconds per timed run")
     parser.add_argument("--bulk-mib", type=float, default=8.0, help="MiB in the bulk scenario")
-    parser.add_argument("--only", nargs="+", default=None, help="scenario names to run")
+    parser.add_argument("--only", nargs="+", default=None, metavar="SCENARIO")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write results")
     parser.add_argument(
-        "--profile", choices=SERVERS, default=None, metavar="SERVER",
-        help="run only SERVER under cProfile and print where its time goes per scenario",
+        "--profile",
+        nargs="+",
+        choices=SERVERS,
+        default=None,
+        metavar="SERVER",
+        help="run only these servers, under cProfile, and print where their time goes",
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin servers and clients to separate cores"
     )
     parser.add_argument("--no-structured", action="store_true", help="skip bench_structured.py")
     args = parser.parse_args()
@@ -484,22 +486,28 @@ def main() -> int:
     rows = scenarios(args.duration, args.bulk_mib)
     if args.only:
         rows = [s for s in rows if s.name in args.only]
-    servers: list[str] = [args.profile] if args.profile else list(args.servers)
-    rounds = 1 if args.profile and args.rounds == 3 else args.rounds
+    profiling = args.profile is not None
+    servers: list[str] = list(args.profile or args.servers)
+    rounds = args.rounds or (1 if profiling else 5)
     info = machine()
-    print(f"{info['date']}  {info['cpu']}  {info['cores']} cores  Python {info['python']}  "
-          f"load average {info['loadavg_start'][0]:.2f}")
+    print(
+        f"{info['date']}  {info['cpu']}  {info['cores']} cores  Python {info['python']}  "
+        f"load average {info['loadavg_start']:.2f}"
+    )
+    cores = None if args.no_pin else core_pair()
+    info["pinned"] = cores
+    if cores is not None:
+        print(f"servers pinned to CPU {cores[0]}, load clients to CPU {cores[1]}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
     started = time.monotonic()
 
     work = Path(tempfile.mkdtemp(prefix="wt-bench-"))
-    profile_dir = work / "profile" if args.profile else None
-    if profile_dir is not None:
-        profile_dir.mkdir()
-    running = {kind: ServerUnderTest(kind, profile_dir, work) for kind in servers}
+    running = {
+        kind: ServerUnderTest(kind, work, profile=profiling, cores=cores) for kind in servers
+    }
     cells = {(s.name, kind): Cell() for s in rows for kind in servers}
-    profiles: dict[str, Any] = {}
     checks: dict[str, str] = {}
+    dumps: dict[tuple[str, str], Profile] = {}
     try:
         for server in running.values():
             server.start_client()
@@ -513,32 +521,31 @@ def main() -> int:
                     continue
                 server.error = f"functional check failed: {result.get('error')}"
             checks[kind] = f"FAILED: {server.error}"
-        print("\nfunctional check (bidi, uni and datagram echo before any measurement):")
+        print("\nfunctional check (bidi, uni and datagram echo, before any measurement):")
         for kind in servers:
             print(f"  {kind:<15} {checks[kind]}")
 
-        # Warm-up, not recorded: first connections, lazy imports, code paths.
-        warm = scenarios(min(args.duration, 0.3), min(args.bulk_mib, 1.0))
-        for scenario in warm:
+        # Warm-up, not recorded: first connections, lazy imports, cold code paths.
+        for scenario in scenarios(min(args.duration, 0.3), min(args.bulk_mib, 1.0)):
             if not args.only or scenario.name in args.only:
                 for kind in live:
                     running[kind].run(scenario.command)
 
         for round_index in range(rounds):
-            print(f"round {round_index + 1}/{rounds} ...", flush=True)
+            print(f"round {round_index + 1}/{rounds}", flush=True)
+            shift = round_index % len(live) if live else 0
             for scenario in rows:
-                order = live[round_index % len(live):] + live[: round_index % len(live)] if live else []
-                for kind in order:
-                    outcome = measure(running[kind], scenario, profile=bool(args.profile))
+                for kind in live[shift:] + live[:shift]:
+                    outcome = measure(running[kind], scenario, profile=profiling)
                     cell = cells[scenario.name, kind]
                     if isinstance(outcome, str):
                         cell.error = outcome
-                    else:
-                        cell.runs.append(outcome)
-                    if args.profile:
-                        path = running[kind].profile_path()
-                        if path is not None:
-                            profiles[scenario.name] = print_profile(path, scenario)
+                        cell.runs.append(None)
+                        continue
+                    cell.runs.append(outcome)
+                    path = running[kind].last_profile()
+                    if path is not None:
+                        dumps[scenario.name, kind] = Profile.load(kind, path, outcome.extra["ops"])
         for kind, server in running.items():
             if server.error:
                 for scenario in rows:
@@ -547,63 +554,113 @@ def main() -> int:
         for server in running.values():
             server.stop()
 
-    note = " (under cProfile: rates are not comparable)" if args.profile else ""
+    caveat = " (under cProfile: not comparable with normal runs)" if profiling else ""
     print_table(
-        f"Rate, median of {rounds} run(s) ± half the min-max range{note}; "
-        "ratio > 1: the first server is faster",
-        rows, servers, cells, "rate", lambda s: s.unit,
+        f"Rate: median of {rounds} run(s) ±half the min-max range{caveat}. "
+        "Ratios: median of per-round ratios; > 1 means the first server is faster.",
+        rows,
+        servers,
+        cells,
+        "rate",
+        lambda s: s.unit,
     )
     print_table(
-        "Server CPU per operation (from /proc/<pid>/stat, 10 ms ticks); "
-        "ratio < 1: the first server is cheaper",
-        rows, servers, cells, "cpu_per_op", lambda s: s.cpu_unit,
+        "Server CPU per operation (/proc/<pid>/stat, 10 ms ticks). "
+        "Ratios < 1 mean the first server needs less CPU.",
+        rows,
+        servers,
+        cells,
+        "cpu_per_op",
+        lambda s: s.cpu_unit,
     )
     print_pairs(
-        "CPU busy, % of one core (server / load client); 100 on one side = that side limits",
-        rows, servers, cells, ("server_busy", "client_busy"), 100, 0,
+        "CPU busy, % of one core (server / load client): near 100 on one side = that side "
+        "is the bottleneck",
+        rows,
+        servers,
+        cells,
+        ("server_busy", "client_busy"),
+        100,
+        0,
     )
     print_pairs(
         "UDP packets per operation (sent by the server / received by the server)",
-        rows, servers, cells, ("packets_sent", "packets_received"), 1, 2,
+        rows,
+        servers,
+        cells,
+        ("packets_sent", "packets_received"),
+        1,
+        2,
     )
-    errors = [
-        (name, kind, cell.error) for (name, kind), cell in cells.items() if cell.error
-    ]
-    if errors:
-        print("\nfailures (no figure is printed for these):")
-        for name, kind, error in errors:
+    print_details(rows, servers, cells)
+    failures = [(name, kind, cell.error) for (name, kind), cell in cells.items() if cell.error]
+    if failures:
+        print("\nno figure (never a made-up one) where a server failed:")
+        for name, kind, error in failures:
             print(f"  {kind} / {name}: {error}")
-    print(f"\nscenario details: {'; '.join(f'{s.name} = {s.title}' for s in rows)}")
+    print("\nscenarios:")
+    for scenario in rows:
+        print(f"  {scenario.name:<10} {scenario.title}")
+
+    profiles: dict[str, Any] = {}
+    for scenario in rows:
+        found = [dumps[scenario.name, kind] for kind in servers if (scenario.name, kind) in dumps]
+        if not found:
+            continue
+        print(f"\nprofile, {scenario.name} (wall time under cProfile minus time idle in epoll):")
+        for profile in found:
+            profiles[f"{scenario.name}/{profile.server}"] = report(
+                profile, scenario.cpu_unit, scenario.cpu_scale
+            )
+        base = dumps.get((scenario.name, BASELINE))
+        for profile in found:
+            if base is not None and profile is not base:
+                compare(profile, base, scenario.cpu_unit, scenario.cpu_scale)
 
     structured = None
-    if not args.no_structured and not args.profile:
+    if not args.no_structured and not profiling:
         print("\nbench_structured.py (structured messages vs pre-encoded bytes, in memory):")
         structured = run_structured()
         print("  " + structured.replace("\n", "\n  "))
     elapsed = time.monotonic() - started
-    print(f"\ntotal {elapsed:.0f} s; load average at end {os.getloadavg()[0]:.2f}; "
-          f"server logs in {work}")
+    print(
+        f"\ntotal {elapsed:.0f} s; load average at the end {os.getloadavg()[0]:.2f}; "
+        f"server logs in {work}"
+    )
 
     if args.json is not None:
-        report = {
-            "machine": {**info, "loadavg_end": os.getloadavg()},
+        results = {
+            "machine": {**info, "loadavg_end": os.getloadavg()[0]},
             "versions": versions(),
             "rounds": rounds,
             "profiled": args.profile,
             "checks": checks,
             "scenarios": {
                 s.name: {
-                    "title": s.title, "unit": s.unit, "cpu_unit": s.cpu_unit,
+                    "title": s.title,
+                    "unit": s.unit,
+                    "cpu_unit": s.cpu_unit,
                     "servers": {
                         kind: {
-                            "rate_median": cells[s.name, kind].median("rate"),
+                            "rate": cells[s.name, kind].median("rate"),
                             "rate_spread": cells[s.name, kind].spread("rate"),
-                            "cpu_per_op_median": cells[s.name, kind].median("cpu_per_op"),
+                            "cpu_per_op": cells[s.name, kind].median("cpu_per_op"),
                             "cpu_per_op_spread": cells[s.name, kind].spread("cpu_per_op"),
                             "error": cells[s.name, kind].error,
-                            "runs": [vars(run) for run in cells[s.name, kind].runs],
+                            "runs": [
+                                None if run is None else asdict(run)
+                                for run in cells[s.name, kind].runs
+                            ],
                         }
                         for kind in servers
+                    },
+                    "ratios": {
+                        f"{a}/{b}": {
+                            attribute: paired_ratios(cells[s.name, a], cells[s.name, b], attribute)
+                            for attribute in ("rate", "cpu_per_op")
+                        }
+                        for a, b in COMPARISONS
+                        if a in servers and b in servers
                     },
                 }
                 for s in rows
@@ -612,7 +669,7 @@ def main() -> int:
             "structured": structured,
             "seconds": elapsed,
         }
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(json.dumps(results, indent=2))
         print(f"results written to {args.json}")
     return 0
 
