@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -51,6 +52,12 @@ from ..transport import (
 from .h3 import WebTransportH3Protocol
 
 log = logging.getLogger("starlette_webtransport.server")
+
+RECEIVE_BATCH = 64
+"""Packets read from the socket per wake-up, beyond the one asyncio hands us."""
+
+RECEIVE_SIZE = 65536
+"""Read buffer: larger than any UDP payload, so no packet is ever truncated."""
 
 UDP_QUEUE_SIZE = 4096
 """Packets held between the socket and the QUIC state machine. Far larger than hypercorn's
@@ -91,7 +98,10 @@ class WebTransportQuicProtocol(QuicProtocol):
         self.quic_config = build_quic_configuration(config)
         self.connections: dict[bytes, _Connection] = {}  # type: ignore[assignment]
         self._sendto = sendto
-        self._dirty: set[_Connection] = set()
+        self._received: set[_Connection] = set()
+        """Connections fed packets whose events are not handled yet."""
+        self._to_flush: set[_Connection] = set()
+        """Connections to transmit for at the end of this loop turn."""
         self._flush_handle: asyncio.Handle | None = None
         self._loop = asyncio.get_running_loop()
         self._state = getattr(config, "webtransport_state", None)
@@ -145,12 +155,14 @@ class WebTransportQuicProtocol(QuicProtocol):
         if connection is not None:
             connection.quic.receive_datagram(data, address, now=self._loop.time())
             connection.address = address
-            self._dirty.add(connection)
+            self._received.add(connection)
 
     async def process(self) -> None:
-        """Handle the events of every connection that received packets, then transmit."""
-        while self._dirty:
-            connection = self._dirty.pop()
+        """Handle the events of every connection that received packets; the transmit
+        comes at the end of the loop turn, so that it carries what the apps woken by these
+        events answer right away together with the acknowledgements."""
+        while self._received:
+            connection = self._received.pop()
             await self._handle_events_safely(connection, connection.address)
 
     async def _handle_events_safely(self, connection: _Connection, client: Any) -> None:
@@ -190,9 +202,7 @@ class WebTransportQuicProtocol(QuicProtocol):
             if connection.h3 is not None:
                 await connection.h3.handle(event)
             event = quic.next_event()
-        self._transmit(connection)
-        if connection.h3 is not None:
-            connection.h3.router.wake_writers()
+        self._schedule(connection)
 
     def _drop(self, connection: _Connection) -> None:
         if connection.timer is not None:
@@ -212,15 +222,15 @@ class WebTransportQuicProtocol(QuicProtocol):
 
     def _schedule(self, connection: _Connection) -> Awaitable[None]:
         """Ask for a transmit at the end of this loop turn; many sends share one flush."""
-        self._dirty.add(connection)
+        self._to_flush.add(connection)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush_soon)
         return _DONE
 
     def _flush_soon(self) -> None:
         self._flush_handle = None
-        dirty, self._dirty = self._dirty, set()
-        for connection in dirty:
+        to_flush, self._to_flush = self._to_flush, set()
+        for connection in to_flush:
             self._transmit(connection)
             if connection.h3 is not None:
                 connection.h3.router.wake_writers()
@@ -283,14 +293,37 @@ class WebTransportUDPServer(UDPServer):
         super().__init__(*args, **kwargs)
         self._packets: deque[tuple[bytes, Any]] = deque()
         self._wakeup: asyncio.Event = asyncio.Event()
+        self._socket: socket.socket | None = None
         self.dropped_packets = 0
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        # asyncio's datagram transport reads one packet per loop iteration, which makes
+        # every packet pay a whole pass of the loop and of our processing. The transport's
+        # own non-blocking socket lets one wake-up read what is waiting (``_sock`` is the
+        # raw socket; ``get_extra_info("socket")`` is a wrapper that warns on reads).
+        raw = getattr(transport, "_sock", None)
+        self._socket = raw if isinstance(raw, socket.socket) else None
+
     def datagram_received(self, data: bytes, address: Any) -> None:
+        packets = self._packets
+        self._enqueue(data, address)
+        sock = self._socket
+        if sock is not None:
+            for _ in range(RECEIVE_BATCH):
+                try:
+                    data, address = sock.recvfrom(RECEIVE_SIZE)
+                except OSError:  # BlockingIOError: nothing more waiting
+                    break
+                self._enqueue(data, address)
+        if packets:
+            self._wakeup.set()
+
+    def _enqueue(self, data: bytes, address: Any) -> None:
         if len(self._packets) >= UDP_QUEUE_SIZE:
             self.dropped_packets += 1
-            return
-        self._packets.append((data, address))
-        self._wakeup.set()
+        else:
+            self._packets.append((data, address))
 
     async def _wake_on(self, awaitable: Awaitable[object]) -> None:
         await awaitable

@@ -258,6 +258,11 @@ async def serve(
             rotation.cancel()
 
 
+def print_listening(binds: Sequence[str]) -> None:
+    for bind in binds:
+        print(f"listening on https://{bind} (TCP and QUIC)", flush=True)
+
+
 def _format(address: Any) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -342,7 +347,11 @@ def run(
     )
 
 
-async def _run_one(app: Any, *, quiet: bool = False, **kwargs: Any) -> int:
+async def _run_one(
+    app: Any, *, on_ready: Callable[[ServerState], object] | None = None, **kwargs: Any
+) -> int:
+    """Serve until shut down; once listening, print the CLI's banner, or hand the state
+    to ``on_ready`` instead (a worker tells its supervisor, which prints for all)."""
     if isinstance(app, str):
         app = load_application(app, 0)
         app = app.app  # load_application wraps ASGI apps; serve() wraps again
@@ -351,10 +360,11 @@ async def _run_one(app: Any, *, quiet: bool = False, **kwargs: Any) -> int:
     ready = asyncio.create_task(state.ready.wait())
     done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
     if ready in done:
-        if not quiet:
+        if on_ready is not None:
+            on_ready(state)
+        else:
             print(f"certificate sha256: {state.certificate_sha256.hex()}", flush=True)
-        for bind in state.binds:
-            print(f"listening on https://{bind} (TCP and QUIC)", flush=True)
+            print_listening(state.binds)
     else:
         ready.cancel()
     await task

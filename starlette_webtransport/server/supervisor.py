@@ -18,17 +18,34 @@ from pathlib import Path
 from typing import Any
 
 from .certs import generate_certificate, write_certificate
-from .serve import free_port
+from .serve import _binds, free_port, print_listening
 
 RELOAD_POLL_INTERVAL = 0.5
 
 
-def _worker(app: Any, serve_kwargs: dict[str, Any]) -> None:
+WORKER_START_TIMEOUT = 30.0
+
+
+def _worker(app: Any, serve_kwargs: dict[str, Any], ready: Any) -> None:
     import asyncio
 
     from .serve import _run_one
 
-    sys.exit(asyncio.run(_run_one(app, quiet=True, **serve_kwargs)))
+    sys.exit(asyncio.run(_run_one(app, on_ready=lambda state: ready.set(), **serve_kwargs)))
+
+
+def _wait_ready(processes: list[Any], events: list[Any]) -> bool:
+    """Wait until every worker listens. Only then is the SO_REUSEPORT group complete:
+    a worker joining later would re-map the UDP 4-tuples, moving established QUIC
+    connections to a process that does not know them."""
+    deadline = time.monotonic() + WORKER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if all(event.is_set() for event in events):
+            return True
+        if not all(process.is_alive() for process in processes):
+            return False
+        time.sleep(0.05)
+    return False
 
 
 def _snapshot(root: Path) -> dict[Path, float]:
@@ -62,12 +79,15 @@ def supervise(app: Any, *, workers: int, reload: bool, serve_kwargs: dict[str, A
     signal.signal(signal.SIGTERM, _stop)
     root = Path.cwd()
     while True:
+        events = [context.Event() for _ in range(workers)]
         processes = [
-            context.Process(target=_worker, args=(app, kwargs), daemon=False)
-            for _ in range(workers)
+            context.Process(target=_worker, args=(app, kwargs, event), daemon=False)
+            for event in events
         ]
         for process in processes:
             process.start()
+        if _wait_ready(processes, events):
+            print_listening(_binds(kwargs.get("host", "127.0.0.1"), kwargs["port"]))
         snapshot = _snapshot(root) if reload else {}
         changed = False
         while not stopping and not changed and any(p.is_alive() for p in processes):

@@ -159,8 +159,8 @@ class WebTransportQuicConnection(QuicConnection):
         self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
     ) -> None:
         stream_id = stream.stream_id
-        if not stream.max_stream_data_local or stream_id is None:
-            return
+        if not stream.max_stream_data_local or stream_id is None or stream.receiver.is_finished:
+            return  # nothing more to receive on this stream, so no credit to give
         consumed = stream.receiver.highest_offset - self.unconsumed.get(stream_id, 0)
         if stream.max_stream_data_local - consumed < STREAM_WINDOW // 2:
             stream.max_stream_data_local = consumed + STREAM_WINDOW

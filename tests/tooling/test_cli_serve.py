@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -33,6 +34,15 @@ async def app(scope, receive, send):
     async for stream in session.incoming_streams():
         await stream.write(await stream.read(), end_stream=True)
 """
+
+
+async def kill_group(process: asyncio.subprocess.Process) -> None:
+    """Kill the server and its workers: a worker left alive would hold the stdout pipe
+    open and make ``wait()`` hang."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), 10)
 
 
 async def read_banner(stdout: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -66,6 +76,7 @@ async def test_serve_echoes_and_sigterm_drains_then_exits_0(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         assert process.stdout is not None
@@ -90,9 +101,7 @@ async def test_serve_echoes_and_sigterm_drains_then_exits_0(tmp_path: Path) -> N
             await asyncio.wait_for(session.wait_closed(), 10)
         assert await asyncio.wait_for(process.wait(), 15) == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await kill_group(process)
 
 
 async def test_serve_with_two_workers_shares_one_port(tmp_path: Path) -> None:
@@ -114,6 +123,7 @@ async def test_serve_with_two_workers_shares_one_port(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         assert process.stdout is not None
@@ -124,13 +134,11 @@ async def test_serve_with_two_workers_shares_one_port(tmp_path: Path) -> None:
             ) as session:
                 stream = await session.create_bidirectional_stream()
                 await stream.write(b"worker %d" % i, end_stream=True)
-                assert await stream.read() == b"worker %d" % i
+                assert await asyncio.wait_for(stream.read(), 10) == b"worker %d" % i
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 15) == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await kill_group(process)
 
 
 async def test_reload_restarts_the_server_when_code_changes(tmp_path: Path) -> None:
@@ -151,6 +159,7 @@ async def test_reload_restarts_the_server_when_code_changes(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
     )
 
     async def echo(port: int, sha256: bytes) -> bytes:
@@ -173,6 +182,4 @@ async def test_reload_restarts_the_server_when_code_changes(tmp_path: Path) -> N
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 15) == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await kill_group(process)
