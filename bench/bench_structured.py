@@ -26,8 +26,6 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from tests.structured.memory import memory_stream_pair  # noqa: E402
-
 from starlette_webtransport.client import connect  # noqa: E402
 from starlette_webtransport.session import WebTransportSession  # noqa: E402
 from starlette_webtransport.structured import (  # noqa: E402
@@ -39,6 +37,7 @@ from starlette_webtransport.structured import (  # noqa: E402
     StructuredStream,
 )
 from starlette_webtransport.testing.server import running_server  # noqa: E402
+from tests.structured.memory import memory_stream_pair  # noqa: E402
 
 Pair = Callable[[], AbstractAsyncContextManager[tuple[Any, Any]]]
 

@@ -44,6 +44,10 @@ ROTATE_BEFORE = timedelta(days=2)
 and browsers refuse pinned certificates valid for 14 days or more)."""
 
 
+ROTATION_CHECK_INTERVAL = 3600.0
+"""Seconds between looks at the certificate's expiry (a suspended laptop wakes late)."""
+
+
 @dataclass
 class ServerState:
     """What a running server exposes to the code that started it."""
@@ -145,7 +149,7 @@ async def _rotate_certificates(config: Config, hosts: Sequence[str], state: Serv
         assert state.certificate_not_after is not None
         remaining = state.certificate_not_after - ROTATE_BEFORE - datetime.now(UTC)
         if remaining.total_seconds() > 0:
-            await asyncio.sleep(min(remaining.total_seconds(), 3600.0))
+            await asyncio.sleep(min(remaining.total_seconds(), ROTATION_CHECK_INTERVAL))
             continue
         certificate = _make_dev_certificate(config, hosts)
         state.certificate_sha256 = certificate.sha256
