@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from starlette_webtransport.asgi import Message
+from starlette_webtransport.session import SessionConfig, WebTransportSession
 
 
 class RawServer:
@@ -93,3 +94,13 @@ async def settle(rounds: int = 20) -> None:
     """Let the session's reader task process what was pushed."""
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+async def accepted(server: RawServer, **config: Any) -> WebTransportSession:
+    """A server-role session over ``server``, accepted, with ``SessionConfig(**config)``."""
+    session = WebTransportSession(
+        make_scope(), server.receive, server.send, config=SessionConfig(**config)
+    )
+    server.push({"type": "webtransport.connect"})
+    await session.accept()
+    return session

@@ -7,12 +7,11 @@ import logging
 from typing import Any
 
 import pytest
-from _session_helpers import RawServer, make_scope, settle
+from _session_helpers import RawServer, accepted, make_scope, settle
 
 from starlette_webtransport.session import (
     Event,
     EventType,
-    SessionConfig,
     SessionStats,
     StreamResetError,
     WebTransportSession,
@@ -20,15 +19,6 @@ from starlette_webtransport.session import (
     constants,
 )
 from starlette_webtransport.testing import WebTransportTestClient
-
-
-async def accepted(server: RawServer, **config: Any) -> WebTransportSession:
-    session = WebTransportSession(
-        make_scope(), server.receive, server.send, config=SessionConfig(**config)
-    )
-    server.push({"type": "webtransport.connect"})
-    await session.accept()
-    return session
 
 
 async def test_handlers_sync_and_async_on_and_off(caplog: pytest.LogCaptureFixture) -> None:

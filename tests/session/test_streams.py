@@ -6,10 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
-from _session_helpers import RawServer, make_scope, settle
+from _session_helpers import RawServer, accepted, settle
 
 from starlette_webtransport.session import (
-    SessionConfig,
     StreamClosedError,
     StreamDirection,
     StreamLimitError,
@@ -24,15 +23,6 @@ from starlette_webtransport.session import (
     constants,
 )
 from starlette_webtransport.testing import WebTransportTestClient
-
-
-async def accepted(server: RawServer, **config: Any) -> WebTransportSession:
-    session = WebTransportSession(
-        make_scope(), server.receive, server.send, config=SessionConfig(**config)
-    )
-    server.push({"type": "webtransport.connect"})
-    await session.accept()
-    return session
 
 
 async def next_incoming(session: WebTransportSession) -> Any:

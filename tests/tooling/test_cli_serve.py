@@ -36,6 +36,24 @@ async def app(scope, receive, send):
 """
 
 
+async def start_serve(directory: Path, *options: str) -> asyncio.subprocess.Process:
+    """``python -m starlette_webtransport serve echoapp:app OPTIONS`` in ``directory``, in a
+    process group of its own so that :func:`kill_group` reaches its workers too."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "starlette_webtransport",
+        "serve",
+        "echoapp:app",
+        *options,
+        cwd=directory,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 async def kill_group(process: asyncio.subprocess.Process) -> None:
     """Kill the server and its workers: a worker left alive would hold the stdout pipe
     open and make ``wait()`` hang."""
@@ -62,22 +80,7 @@ async def read_banner(stdout: asyncio.StreamReader) -> tuple[int, bytes]:
 
 async def test_serve_echoes_and_sigterm_drains_then_exits_0(tmp_path: Path) -> None:
     (tmp_path / "echoapp.py").write_text(APP)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "starlette_webtransport",
-        "serve",
-        "echoapp:app",
-        "--port",
-        "0",
-        "--graceful-timeout",
-        "2",
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = await start_serve(tmp_path, "--port", "0", "--graceful-timeout", "2")
     try:
         assert process.stdout is not None
         port, sha256 = await read_banner(process.stdout)
@@ -107,23 +110,8 @@ async def test_serve_echoes_and_sigterm_drains_then_exits_0(tmp_path: Path) -> N
 async def test_serve_with_two_workers_shares_one_port(tmp_path: Path) -> None:
     """Each worker binds the port with SO_REUSEPORT; a QUIC connection stays on one."""
     (tmp_path / "echoapp.py").write_text(APP)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "starlette_webtransport",
-        "serve",
-        "echoapp:app",
-        "--port",
-        "0",
-        "--workers",
-        "2",
-        "--graceful-timeout",
-        "1",
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
+    process = await start_serve(
+        tmp_path, "--port", "0", "--workers", "2", "--graceful-timeout", "1"
     )
     try:
         assert process.stdout is not None
@@ -144,23 +132,7 @@ async def test_serve_with_two_workers_shares_one_port(tmp_path: Path) -> None:
 async def test_reload_restarts_the_server_when_code_changes(tmp_path: Path) -> None:
     app_file = tmp_path / "echoapp.py"
     app_file.write_text(APP)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "starlette_webtransport",
-        "serve",
-        "echoapp:app",
-        "--port",
-        "0",
-        "--reload",
-        "--graceful-timeout",
-        "0.2",
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = await start_serve(tmp_path, "--port", "0", "--reload", "--graceful-timeout", "0.2")
 
     async def echo(port: int, sha256: bytes) -> bytes:
         async with connect(f"https://127.0.0.1:{port}/", certificate_hashes=[sha256]) as session:
