@@ -210,6 +210,58 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+def make_scope(
+    *,
+    path: str,
+    raw_path: bytes,
+    query_string: bytes,
+    headers: list[tuple[bytes, bytes]],
+    client: Any,
+    server: Any,
+    subprotocols: list[str],
+    session_id: str,
+    stream_id: int,
+    draft: str,
+    max_datagram_size: int,
+    connection_id: str,
+    scheme: str = "https",
+    root_path: str = "",
+    role: Literal["server", "client"] | None = None,
+) -> dict[str, Any]:
+    """A ``webtransport`` scope with every key of section 1 of the spec.
+
+    The hypercorn adapter, the Python client and the in-process test client each learn
+    these facts their own way; building the dict in one place keeps the three scopes the
+    same shape. ``client`` and ``server`` are also the connection's ``remote`` and
+    ``local``, as they are on every side.
+    """
+    extension: dict[str, Any] = {
+        "session_id": session_id,
+        "stream_id": stream_id,
+        "draft": draft,
+        "max_datagram_size": max_datagram_size,
+        "connection": {"id": connection_id, "alpn": "h3", "local": server, "remote": client},
+    }
+    if role is not None:
+        extension["role"] = role
+    return {
+        "type": "webtransport",
+        "asgi": {"version": "3.0", "spec_version": SPEC_VERSION},
+        "http_version": "3",
+        "scheme": scheme,
+        "method": "CONNECT",
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query_string,
+        "root_path": root_path,
+        "headers": headers,
+        "client": client,
+        "server": server,
+        "subprotocols": subprotocols,
+        "extensions": {"webtransport": extension},
+    }
+
+
 def is_client_initiated(stream_id: int) -> bool:
     return stream_id & 0x1 == 0
 

@@ -34,7 +34,7 @@ from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEv
 from aioquic.quic.packet import QuicErrorCode
 from aioquic.tls import AlertDescription
 
-from ..asgi import SPEC_VERSION
+from ..asgi import make_scope
 from ..protocol.settings import DRAFT02_HEADER, Draft, negotiate_draft, serialize_protocol
 from ..session import SessionConfig, SessionRejectedError, WebTransportSession
 from ..transport import (
@@ -400,33 +400,18 @@ def _scope(
     local = transport.get_extra_info("sockname")
     local_address = (local[0], local[1]) if local else None
     remote_address = (address[0], address[1])
-    return {
-        "type": "webtransport",
-        "asgi": {"version": "3.0", "spec_version": SPEC_VERSION},
-        "http_version": "3",
-        "scheme": "https",
-        "method": "CONNECT",
-        "path": unquote(raw_path.decode("ascii")),
-        "raw_path": raw_path,
-        "query_string": query,
-        "root_path": "",
-        "headers": response_headers,
-        "client": remote_address,
-        "server": local_address,
-        "subprotocols": list(protocols or ()),
-        "extensions": {
-            "webtransport": {
-                "role": "client",
-                "session_id": f"client-{next(_session_ids)}",
-                "stream_id": channel.stream_id,
-                "draft": str(channel.draft),
-                "max_datagram_size": channel.max_datagram_size,
-                "connection": {
-                    "id": channel.quic.host_cid.hex(),
-                    "alpn": "h3",
-                    "local": local_address,
-                    "remote": remote_address,
-                },
-            }
-        },
-    }
+    return make_scope(
+        path=unquote(raw_path.decode("ascii")),
+        raw_path=raw_path,
+        query_string=query,
+        headers=response_headers,
+        client=remote_address,
+        server=local_address,
+        subprotocols=list(protocols or ()),
+        session_id=f"client-{next(_session_ids)}",
+        stream_id=channel.stream_id,
+        draft=str(channel.draft),
+        max_datagram_size=channel.max_datagram_size,
+        connection_id=channel.quic.host_cid.hex(),
+        role="client",
+    )

@@ -25,7 +25,7 @@ from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
 from hypercorn.utils import filter_pseudo_headers
 
-from ..asgi import SPEC_VERSION
+from ..asgi import make_scope
 from ..protocol.settings import Draft, negotiate_draft, parse_available_protocols
 from ..transport import (
     WT_CREDIT,
@@ -229,36 +229,23 @@ class WebTransportH3Protocol(H3Protocol):
             if name == b"wt-available-protocols":
                 offered = parse_available_protocols(value)
         session_id = f"{next(_session_ids)}"
-        scope: dict[str, Any] = {
-            "type": "webtransport",
-            "asgi": {"version": "3.0", "spec_version": SPEC_VERSION},
-            "http_version": "3",
-            "scheme": scheme,
-            "method": "CONNECT",
-            "path": unquote(path.decode("ascii")),
-            "raw_path": path,
-            "query_string": query_string,
-            "root_path": self.config.root_path,
-            "headers": headers,
-            "client": self.client,
-            "server": self.server,
-            "subprotocols": offered,
-            "state": self.state.copy(),
-            "extensions": {
-                "webtransport": {
-                    "session_id": session_id,
-                    "stream_id": stream_id,
-                    "draft": str(draft),
-                    "max_datagram_size": 0,
-                    "connection": {
-                        "id": self.quic.original_destination_connection_id.hex(),
-                        "alpn": "h3",
-                        "local": self.server,
-                        "remote": self.client,
-                    },
-                }
-            },
-        }
+        scope = make_scope(
+            path=unquote(path.decode("ascii")),
+            raw_path=path,
+            query_string=query_string,
+            headers=headers,
+            client=self.client,
+            server=self.server,
+            subprotocols=offered,
+            session_id=session_id,
+            stream_id=stream_id,
+            draft=str(draft),
+            max_datagram_size=0,
+            connection_id=self.quic.original_destination_connection_id.hex(),
+            scheme=scheme,
+            root_path=self.config.root_path,
+        )
+        scope["state"] = self.state.copy()
         session = WebTransportSessionHandler(self, stream_id, scope, draft)
         scope["extensions"]["webtransport"]["max_datagram_size"] = session.max_datagram_size
         if self.server_state is not None:

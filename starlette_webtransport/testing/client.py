@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
-from ..asgi import SPEC_VERSION, Message, Receive, Scope, Send
+from ..asgi import Message, Receive, Scope, Send, make_scope
 from ..protocol.settings import serialize_protocol
 from ..session import SessionConfig, SessionRejectedError, WebTransportSession
 from ..session.constants import MAX_CLOSE_REASON_BYTES, MAX_ERROR_CODE
@@ -390,35 +390,20 @@ class WebTransportTestClient:
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in headers.items()
         ]
-        return {
-            "type": "webtransport",
-            "asgi": {"version": "3.0", "spec_version": SPEC_VERSION},
-            "http_version": "3",
-            "scheme": "https",
-            "method": "CONNECT",
-            "path": unquote(raw_path),
-            "raw_path": raw_path.encode("latin-1"),
-            "query_string": query.encode("latin-1"),
-            "root_path": "",
-            "headers": header_list,
-            "client": _CLIENT_ADDRESS,
-            "server": _SERVER_ADDRESS,
-            "subprotocols": offered,
-            "extensions": {
-                "webtransport": {
-                    "session_id": session_id,
-                    "stream_id": 0,
-                    "draft": "draft15",
-                    "max_datagram_size": self.max_datagram_size,
-                    "connection": {
-                        "id": session_id[:16],
-                        "alpn": "h3",
-                        "local": list(_SERVER_ADDRESS),
-                        "remote": list(_CLIENT_ADDRESS),
-                    },
-                }
-            },
-        }
+        return make_scope(
+            path=unquote(raw_path),
+            raw_path=raw_path.encode("latin-1"),
+            query_string=query.encode("latin-1"),
+            headers=header_list,
+            client=_CLIENT_ADDRESS,
+            server=_SERVER_ADDRESS,
+            subprotocols=offered,
+            session_id=session_id,
+            stream_id=0,
+            draft="draft15",
+            max_datagram_size=self.max_datagram_size,
+            connection_id=session_id[:16],
+        )
 
 
 def _client_scope(server_scope: Scope, accept: Message) -> Scope:
