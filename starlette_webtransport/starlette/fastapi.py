@@ -43,7 +43,7 @@ from ..session import WebTransportSession
 from .connection import WebTransportConnection
 from .dependencies import is_coroutine_callable
 from .exceptions import VALIDATION_ERROR_STATUS, run_session
-from .routing import build_url_path, match_path
+from .routing import build_url_path, is_function_endpoint, match_path
 
 __all__ = [
     "SESSION_SCOPE_KEY",
@@ -99,10 +99,7 @@ class APIWebTransportRoute(Mount):
         self.name = get_name(endpoint) if name is None else name
         self.dependencies = list(dependencies or [])
         self._dependants: dict[str, tuple[Dependant, Callable[..., Any]]] = {}
-        handler = endpoint
-        while isinstance(handler, functools.partial):
-            handler = handler.func
-        self._injects = inspect.isfunction(handler) or inspect.ismethod(handler)
+        self._injects = is_function_endpoint(endpoint)
         if self._injects:
             if not is_coroutine_callable(endpoint):
                 raise TypeError(f"WebTransport endpoints must be async functions, got {endpoint!r}")

@@ -100,6 +100,14 @@ def build_url_path(
     return URLPath(path=path, protocol="http")
 
 
+def is_function_endpoint(endpoint: Callable[..., Any]) -> bool:
+    """A function (or method, or partial of one) gets its parameters injected; anything
+    else, such as a :class:`~.endpoints.WebTransportEndpoint` class, is an ASGI app."""
+    while isinstance(endpoint, functools.partial):
+        endpoint = endpoint.func
+    return inspect.isfunction(endpoint) or inspect.ismethod(endpoint)
+
+
 def session_app(endpoint: Callable[..., Any]) -> ASGIApp:
     """Wrap ``async def endpoint(session, ...)`` (parameters injected by
     :mod:`.dependencies`) as the ASGI app of a route."""
@@ -140,10 +148,7 @@ class WebTransportRoute(BaseRoute):
         self.endpoint = endpoint
         self.name = get_name(endpoint) if name is None else name
 
-        handler = endpoint
-        while isinstance(handler, functools.partial):
-            handler = handler.func
-        if inspect.isfunction(handler) or inspect.ismethod(handler):
+        if is_function_endpoint(endpoint):
             self.app = session_app(endpoint)
         else:
             self.app = endpoint  # an ASGI class, e.g. a WebTransportEndpoint
