@@ -206,7 +206,7 @@ class WebTransportSession(EventEmitter):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    # --- properties named as in the seed API ---------------------------------------------
+    # --- properties named as in the session API reference -------------------------------
 
     @property
     def connection(self) -> ConnectionInfo | None:
@@ -297,7 +297,7 @@ class WebTransportSession(EventEmitter):
 
     @property
     def request_state(self) -> State:
-        """Starlette's ``request.state`` for this session (``scope["state"]``, seeded by the
+        """Starlette's ``request.state`` for this session (``scope["state"]``, filled by the
         server from the lifespan state); named so because ``state`` is the SessionState."""
         if self._request_state is None:
             self._request_state = State(self._scope.setdefault("state", {}))
@@ -481,7 +481,7 @@ class WebTransportSession(EventEmitter):
     # --- diagnostics ---------------------------------------------------------------------
 
     async def get_session_stats(self) -> dict[str, Any]:
-        """:class:`SessionStats` plus the counters the seed's dataclass lacks."""
+        """:class:`SessionStats` plus the counters the reference's dataclass lacks."""
         return self._stats.to_dict() | {
             "state": self._state.value,
             "streams_refused": self._streams_refused,

@@ -1,5 +1,5 @@
-"""The seed API reference, parsed, against the package: every name, its async-ness,
-keyword-only parameters and defaults, properties and dataclass fields."""
+"""The session API reference (docs/reference/), parsed, against the package: every name, its
+async-ness, keyword-only parameters and defaults, properties and dataclass fields."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import pytest
 
 from starlette_webtransport import session as package
 
-SEED = Path(__file__).resolve().parents[2].parent / "shared/seed/session-api-reference.md"
+REFERENCE = Path(__file__).resolve().parents[2] / "docs/reference/session-api-reference.md"
 
 
 def _sections() -> dict[str, dict[str, list[str]]]:
     """``{class: {subsection: [bullet lines]}}`` from the markdown."""
     sections: dict[str, dict[str, list[str]]] = {}
     current_class = current_sub = None
-    for line in SEED.read_text().splitlines():
+    for line in REFERENCE.read_text().splitlines():
         if match := re.match(r"## (\w+) Class", line):
             current_class, current_sub = match.group(1), None
             sections[current_class] = {}
@@ -35,7 +35,7 @@ def _sections() -> dict[str, dict[str, list[str]]]:
     return sections
 
 
-SECTIONS = _sections() if SEED.exists() else {}
+SECTIONS = _sections()
 
 
 def _signatures(kind: str) -> list[tuple[str, str, str]]:
@@ -54,15 +54,15 @@ def _parse_def(bullet: str) -> tuple[bool, ast.FunctionDef | ast.AsyncFunctionDe
     source = re.search(r"`((?:async )?def .*?)`", bullet)
     assert source, bullet
     text = source.group(1).replace("...", "**_rest")
-    # Annotations in the seed name pywebtransport types; only the shape matters here.
+    # Annotations in the reference name pywebtransport types; only the shape matters here.
     tree = ast.parse(text + ": pass")
     node = tree.body[0]
     assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
     return isinstance(node, ast.AsyncFunctionDef), node
 
 
-def test_the_seed_is_there_and_parsed() -> None:
-    assert SEED.exists(), SEED
+def test_the_reference_is_in_the_repository_and_parsed() -> None:
+    assert REFERENCE.exists(), REFERENCE
     assert set(SECTIONS) == {"WebTransportSession", "SessionManager", "SessionStats"}
     assert len(_signatures("Instance Methods")) == 14 + 10 + 1
 
@@ -71,7 +71,7 @@ METHODS = _signatures("Instance Methods Class Methods")
 
 
 @pytest.mark.parametrize(("cls_name", "sub", "bullet"), METHODS, ids=lambda v: str(v)[:60])
-def test_method_matches_the_seed(cls_name: str, sub: str, bullet: str) -> None:
+def test_method_matches_the_reference(cls_name: str, sub: str, bullet: str) -> None:
     is_async, node = _parse_def(bullet)
     cls = getattr(package, cls_name)
     attribute = inspect.getattr_static(cls, node.name)
@@ -79,7 +79,7 @@ def test_method_matches_the_seed(cls_name: str, sub: str, bullet: str) -> None:
         assert isinstance(attribute, classmethod), f"{cls_name}.{node.name} is not a classmethod"
     function = getattr(cls, node.name)
     ours_async = inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
-    assert ours_async == is_async, f"{cls_name}.{node.name}: async-ness differs from the seed"
+    assert ours_async == is_async, f"{cls_name}.{node.name}: async-ness differs from the reference"
     signature = inspect.signature(function)
     params = signature.parameters
     expected_kwonly = {
@@ -114,16 +114,14 @@ def _property_names(cls_name: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("cls_name", "name"),
-    [(c, n) for c in ("WebTransportSession", "SessionStats") for n in _property_names(c)]
-    if SECTIONS
-    else [],
+    [(c, n) for c in ("WebTransportSession", "SessionStats") for n in _property_names(c)],
 )
-def test_property_matches_the_seed(cls_name: str, name: str) -> None:
+def test_property_matches_the_reference(cls_name: str, name: str) -> None:
     attribute = inspect.getattr_static(getattr(package, cls_name), name)
     assert isinstance(attribute, property), f"{cls_name}.{name} is not a property"
 
 
-def test_seed_lists_every_session_property() -> None:
+def test_reference_lists_every_session_property() -> None:
     assert _property_names("WebTransportSession") == [
         "connection",
         "datagrams",
@@ -146,7 +144,7 @@ def _attributes() -> list[tuple[str, Any]]:
     return result
 
 
-def test_session_stats_fields_match_the_seed() -> None:
+def test_session_stats_fields_match_the_reference() -> None:
     fields = {f.name: f for f in dataclasses.fields(package.SessionStats)}
     expected = _attributes()
     assert len(expected) == 12
@@ -158,7 +156,7 @@ def test_session_stats_fields_match_the_seed() -> None:
             assert fields[name].default == ast.literal_eval(default), f"{name} default"
 
 
-def test_constructors_match_the_seed() -> None:
+def test_constructors_match_the_reference() -> None:
     _, node = _parse_def(SECTIONS["SessionManager"]["Constructor"][0])
     params = inspect.signature(package.SessionManager).parameters
     for arg, default in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True):
