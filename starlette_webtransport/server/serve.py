@@ -29,6 +29,7 @@ from hypercorn.utils import load_application
 
 from .certs import DevCertificate, generate_certificate, load_certificate, write_certificate
 from .quic import WebTransportUDPServer
+from .startup import configure_logging, hypercorn_logging, print_banner
 
 log = logging.getLogger("starlette_webtransport.server")
 
@@ -207,9 +208,15 @@ async def serve(
     shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
     state: ServerState | None = None,
     config: Config | None = None,
+    publish_certificate_hash: bool | None = None,
     **hypercorn_options: Any,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns (default: SIGINT or SIGTERM).
+
+    ``publish_certificate_hash`` serves the certificate's hash at ``CERTIFICATE_HASH_PATH``;
+    by default only when the server makes its own development certificate. The supervisor
+    of ``--workers``/``--reload`` makes one for all its workers and passes it as a file, so it
+    sets this to say the file is a development certificate all the same.
 
     On shutdown, open WebTransport sessions are asked to drain (WT_DRAIN_SESSION to the
     peer, ``webtransport.drain`` to the app); sessions still open after
@@ -235,10 +242,13 @@ async def serve(
         certificate = _make_dev_certificate(config, hosts)
         state.certificate_sha256 = certificate.sha256
         state.certificate_not_after = certificate.not_after
-        app = _CertificateHashApp(app, state)
     else:
         assert config.certfile is not None
-        state.certificate_sha256 = load_certificate(Path(config.certfile)).sha256
+        loaded = load_certificate(Path(config.certfile))
+        state.certificate_sha256 = loaded.sha256
+        state.certificate_not_after = loaded.not_after if publish_certificate_hash else None
+    if development if publish_certificate_hash is None else publish_certificate_hash:
+        app = _CertificateHashApp(app, state)
     sockets = config.create_sockets()
     state.binds = [_format(sock.getsockname()) for sock in sockets.quic_sockets]
     state.port = int(sockets.quic_sockets[0].getsockname()[1])
@@ -260,11 +270,6 @@ async def serve(
     finally:
         if rotation is not None:
             rotation.cancel()
-
-
-def print_listening(binds: Sequence[str]) -> None:
-    for bind in binds:
-        print(f"listening on https://{bind} (TCP and QUIC)", flush=True)
 
 
 def _format(address: Any) -> str:
@@ -315,9 +320,8 @@ def run(
     Several workers share the port through SO_REUSEPORT, which keeps every QUIC connection
     (one UDP 4-tuple) on one process.
     """
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level)
+    hypercorn_logging(hypercorn_options)
     if workers > 1 or reload:
         from .supervisor import supervise
 
@@ -325,6 +329,7 @@ def run(
             app,
             workers=workers,
             reload=reload,
+            log_level=log_level,
             serve_kwargs={
                 "host": host,
                 "port": port,
@@ -367,8 +372,14 @@ async def _run_one(
         if on_ready is not None:
             on_ready(state)
         else:
-            print(f"certificate sha256: {state.certificate_sha256.hex()}", flush=True)
-            print_listening(state.binds)
+            http_port = kwargs.get("http_port")
+            host = kwargs.get("host", "127.0.0.1")
+            print_banner(
+                state.certificate_sha256,
+                state.binds,
+                _binds(host, http_port) if http_port is not None else [],
+                hash_path=CERTIFICATE_HASH_PATH if kwargs.get("certfile") is None else None,
+            )
     else:
         ready.cancel()
     await task

@@ -4,7 +4,8 @@ hypercorn's own multi-worker mode shares one UDP socket between processes, so th
 hands each packet to any worker and QUIC connections break. Here every worker binds its own
 socket with SO_REUSEPORT, which hashes the UDP 4-tuple and so keeps each connection on one
 process. The certificate is made once, by the supervisor, so all workers present the same
-hash to browsers.
+hash to browsers, and each worker publishes it at the certificate-hash URL as a lone server
+does. Workers start from nothing (``spawn``), so each sets up logging as ``run()`` did.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .certs import generate_certificate, write_certificate
-from .serve import _binds, free_port, print_listening
+from .certs import generate_certificate, load_certificate, write_certificate
+from .serve import CERTIFICATE_HASH_PATH, _binds, free_port
+from .startup import configure_logging, print_banner
 
 RELOAD_POLL_INTERVAL = 0.5
 
@@ -26,11 +28,12 @@ RELOAD_POLL_INTERVAL = 0.5
 WORKER_START_TIMEOUT = 30.0
 
 
-def _worker(app: Any, serve_kwargs: dict[str, Any], ready: Any) -> None:
+def _worker(app: Any, serve_kwargs: dict[str, Any], ready: Any, log_level: str) -> None:
     import asyncio
 
     from .serve import _run_one
 
+    configure_logging(log_level)
     sys.exit(asyncio.run(_run_one(app, on_ready=lambda state: ready.set(), **serve_kwargs)))
 
 
@@ -52,18 +55,22 @@ def _snapshot(root: Path) -> dict[Path, float]:
     return {path: path.stat().st_mtime for path in root.rglob("*.py") if ".venv" not in path.parts}
 
 
-def supervise(app: Any, *, workers: int, reload: bool, serve_kwargs: dict[str, Any]) -> int:
+def supervise(
+    app: Any, *, workers: int, reload: bool, serve_kwargs: dict[str, Any], log_level: str = "info"
+) -> int:
     """Run ``workers`` server processes until SIGINT/SIGTERM; restart them on code changes."""
     if not isinstance(app, str):
         raise ValueError("workers and reload need the app as a 'module:attr' string")
     kwargs = dict(serve_kwargs)
-    if kwargs.get("certfile") is None:
+    development = kwargs.get("certfile") is None
+    if development:
         certificate = generate_certificate()
         certfile, keyfile = write_certificate(
             certificate, Path(tempfile.mkdtemp(prefix="starlette-webtransport-"))
         )
         kwargs["certfile"], kwargs["keyfile"] = str(certfile), str(keyfile)
-        print(f"certificate sha256: {certificate.sha256_hex}", flush=True)
+        kwargs["publish_certificate_hash"] = True
+    sha256 = load_certificate(Path(kwargs["certfile"])).sha256
     if kwargs.get("port") == 0:  # every worker must bind the same port
         host = kwargs.get("host", "127.0.0.1")
         kwargs["port"] = free_port(host if isinstance(host, str) else host[0])
@@ -81,13 +88,20 @@ def supervise(app: Any, *, workers: int, reload: bool, serve_kwargs: dict[str, A
     while True:
         events = [context.Event() for _ in range(workers)]
         processes = [
-            context.Process(target=_worker, args=(app, kwargs, event), daemon=False)
+            context.Process(target=_worker, args=(app, kwargs, event, log_level), daemon=False)
             for event in events
         ]
         for process in processes:
             process.start()
         if _wait_ready(processes, events):
-            print_listening(_binds(kwargs.get("host", "127.0.0.1"), kwargs["port"]))
+            host = kwargs.get("host", "127.0.0.1")
+            http_port = kwargs.get("http_port")
+            print_banner(
+                sha256,
+                _binds(host, kwargs["port"]),
+                _binds(host, http_port) if http_port is not None else [],
+                hash_path=CERTIFICATE_HASH_PATH if development else None,
+            )
         snapshot = _snapshot(root) if reload else {}
         changed = False
         while not stopping and not changed and any(p.is_alive() for p in processes):
