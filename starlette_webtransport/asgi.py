@@ -38,6 +38,9 @@ class WebTransportExtension(TypedDict):
     connection: dict[str, Any]
     """Static facts about the QUIC connection (``id``, ``alpn``, ``local``, ``remote``)."""
     role: NotRequired[Literal["server", "client"]]
+    http_ports: NotRequired[list[int]]
+    """TCP ports where the same server serves pages over plain HTTP (``--http-port``):
+    its own page origins, which ``OriginMiddleware`` accepts by default."""
     """Which end this scope describes; absent means ``"server"``. A client (our Python
     client, the test client) builds a client-role scope for its own session object."""
 
@@ -260,6 +263,27 @@ def make_scope(
         "subprotocols": subprotocols,
         "extensions": {"webtransport": extension},
     }
+
+
+def unrouted_webtransport(exc: BaseException) -> str | None:
+    """The words for an app that cannot route WebTransport scopes, or ``None``.
+
+    Starlette's ``Router`` meets a ``"webtransport"`` scope with a bare
+    ``assert scope["type"] in ("http", "websocket", "lifespan")``; the servers (ours and
+    the in-process test client) turn that into a sentence naming the fix.
+    """
+    if not isinstance(exc, AssertionError) or exc.__traceback__ is None:
+        return None
+    frame = exc.__traceback__
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    code = frame.tb_frame.f_code
+    if not code.co_filename.replace("\\", "/").endswith("starlette/routing.py"):
+        return None
+    return (
+        "the app's Starlette router does not route WebTransport sessions: call "
+        "starlette_webtransport.enable_webtransport(app) once the app is built"
+    )
 
 
 def is_client_initiated(stream_id: int) -> bool:

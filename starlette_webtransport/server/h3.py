@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -25,7 +25,7 @@ from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
 from hypercorn.utils import filter_pseudo_headers
 
-from ..asgi import make_scope
+from ..asgi import make_scope, unrouted_webtransport
 from ..protocol.settings import Draft, negotiate_draft, parse_available_protocols
 from ..transport import (
     WT_CREDIT,
@@ -65,9 +65,27 @@ class WebTransportSessionHandler(SessionChannel):
     def scope_session_id(self) -> str:
         return str(self.scope["extensions"]["webtransport"]["session_id"])
 
+    rejected_status: int | None = None
+    """The status the session was refused with, if it was never accepted."""
+
+    def _reject(self, status: int, headers: Iterable[Any]) -> None:
+        if not (self.accepted or self.finished or 200 <= status < 300):
+            self.rejected_status = status
+        super()._reject(status, headers)
+
     def terminate(self, code: int, reason: str, *, reset: bool = True) -> None:
         super().terminate(code, reason, reset=reset)
         self.adapter.session_ended(self)
+        if self.rejected_status is not None:
+            # What refused it (a dependency, the origin check, no route) is logged by
+            # whoever did, at the moment it did (starlette_webtransport.starlette).
+            log.info(
+                "session %s rejected: %s status=%d",
+                self.scope_session_id,
+                self.scope["path"],
+                self.rejected_status,
+            )
+            return
         log.info(
             "session %s closed: %s code=%d reason=%r",
             self.scope_session_id,
@@ -106,9 +124,14 @@ class WebTransportSessionHandler(SessionChannel):
                 adapter.sync_spawn,
                 adapter.call_soon,
             )
-        except Exception:
+        except Exception as exc:
             failed = True
-            log.exception("error in WebTransport application (session %s)", self.scope_session_id)
+            if hint := unrouted_webtransport(exc):
+                log.error("session %s to %s: %s", self.scope_session_id, self.scope["path"], hint)
+            else:
+                log.exception(
+                    "error in WebTransport application (session %s)", self.scope_session_id
+                )
         finally:
             try:
                 if not self.finished and not self.router.closed:
@@ -152,6 +175,9 @@ class WebTransportH3Protocol(H3Protocol):
         self.router = SessionRouter(quic, self.connection, send)
         self.pending_connects: list[HeadersReceived] = []
         self.server_state: ServerState | None = getattr(config, "webtransport_state", None)
+        # Pages this server serves over plain HTTP (--http-port) are its own origins too:
+        # OriginMiddleware's default accepts them (docs/asgi-webtransport.md).
+        self.http_ports = sorted({int(bind.rsplit(":", 1)[1]) for bind in config.insecure_bind})
         loop = asyncio.get_running_loop()
         self.sync_spawn = lambda func, *args: loop.run_in_executor(None, func, *args)
         self.call_soon = lambda func, *args: asyncio.run_coroutine_threadsafe(
@@ -246,6 +272,7 @@ class WebTransportH3Protocol(H3Protocol):
             root_path=self.config.root_path,
         )
         scope["state"] = self.state.copy()
+        scope["extensions"]["webtransport"]["http_ports"] = self.http_ports
         session = WebTransportSessionHandler(self, stream_id, scope, draft)
         scope["extensions"]["webtransport"]["max_datagram_size"] = session.max_datagram_size
         if self.server_state is not None:

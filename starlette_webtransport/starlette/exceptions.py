@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
+from typing import Any
 
 from starlette.exceptions import HTTPException
 
@@ -95,12 +97,29 @@ async def run_session(
             logger.exception("cleanup of the WebTransport session %s raised", session.path)
 
 
+def log_rejection(scope: Mapping[str, Any], status: int, cause: str) -> None:
+    """One line per refused session, naming what refused it: the browser reports only
+    "Opening handshake failed", and the server's own line knows only the status."""
+    logger.info("WebTransport session to %s rejected with %d: %s", scope["path"], status, cause)
+
+
+def _raised_where(exc: BaseException) -> str:
+    """``function (file:line)`` of the frame that raised ``exc``: the dependency or the
+    endpoint that refused the session."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown code"
+    frame = frames[-1]
+    return f"{frame.name} ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+
+
 async def finish_session(session: WebTransportSession) -> None:
     """End a session whose endpoint returned: reject it with 403 if it was never
     answered (what the contract does for an app returning before accept), close it with
     code 0 if it is open. Doing it here, not in the server, stops the session's reader
     before dependency cleanup runs."""
     if session.state is SessionState.CONNECTING:
+        log_rejection(session.scope, 403, "the endpoint returned without accepting the session")
         await _reject(session, 403, [])
     elif session.state is not SessionState.CLOSED:
         await session.close()
@@ -112,11 +131,16 @@ async def end_session(session: WebTransportSession, exc: Exception) -> bool:
     the session, False if it is a failure worth a traceback."""
     state = session.state
     if state is SessionState.CONNECTING:
+        where = _raised_where(exc)
         if isinstance(exc, HTTPException) and 300 <= exc.status_code <= 599:
+            cause = f"HTTPException({exc.status_code}, {exc.detail!r}) raised in {where}"
+            log_rejection(session.scope, exc.status_code, cause)
             await _reject(session, exc.status_code, _encode_headers(exc.headers))
             return True
         deliberate = isinstance(exc, WebTransportException)
-        await _reject(session, 403 if deliberate else 500, [])
+        status = 403 if deliberate else 500
+        log_rejection(session.scope, status, f"{exc!r} raised in {where}")
+        await _reject(session, status, [])
         return deliberate
     if state is not SessionState.CLOSED:
         if isinstance(exc, WebTransportException):

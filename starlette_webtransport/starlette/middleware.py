@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 
 from ..asgi import Receive, Scope, Send
 from .connection import WebTransportConnection
+from .exceptions import log_rejection
 
 __all__ = ["AuthenticationMiddleware", "OriginMiddleware", "TrustedHostMiddleware"]
 
@@ -38,8 +39,18 @@ _HOST = re.compile(r"^(?P<host>[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$", r
 so a wildcard pattern cannot be satisfied by a suffix smuggled into the header."""
 
 
-async def reject(send: Send, status: int, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """Refuse a WebTransport session before it reaches the app."""
+async def reject(
+    send: Send,
+    status: int,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    *,
+    scope: Scope | None = None,
+    cause: str = "",
+) -> None:
+    """Refuse a WebTransport session before it reaches the app, logging why: the browser
+    only reports a failed handshake, so the server's log is where the cause is found."""
+    if scope is not None:
+        log_rejection(scope, status, cause)
     await send({"type": "webtransport.reject", "status": status, "headers": list(headers)})
 
 
@@ -75,7 +86,8 @@ class AuthenticationMiddleware(authentication.AuthenticationMiddleware):
                 for name, value in response.raw_headers
                 if name not in (b"content-length", b"content-type")
             ]
-            await reject(send, response.status_code, headers)
+            cause = f"AuthenticationMiddleware: {exc}" if str(exc) else "AuthenticationMiddleware"
+            await reject(send, response.status_code, headers, scope=scope, cause=cause)
             return
         scope["auth"], scope["user"] = result or (AuthCredentials(), UnauthenticatedUser())
         await self.app(scope, receive, send)
@@ -101,7 +113,9 @@ class TrustedHostMiddleware(trustedhost.TrustedHostMiddleware):
         ):
             await self.app(scope, receive, send)
         else:
-            await reject(send, 400)
+            host = Headers(scope=scope).get("host")
+            cause = f"TrustedHostMiddleware: host {host!r} is not allowed"
+            await reject(send, 400, scope=scope, cause=cause)
 
 
 class OriginMiddleware:
@@ -111,11 +125,14 @@ class OriginMiddleware:
     ``fetch``, let any page connect anywhere: checking it is the server's job.
 
     ``allow_origins`` lists the origins allowed besides the server's own (e.g.
-    ``["https://app.example.com"]``); ``["*"]`` allows every origin. By default only
-    same-origin pages are allowed: the ``Origin`` must match the request's scheme,
-    host and port. Requests without an ``Origin`` are allowed: only non-browser clients
-    omit it, and they can send any ``Origin`` they like, so refusing them protects
-    nothing. Refused sessions get a 403 rejection. HTTP and WebSocket pass through.
+    ``["https://app.example.com"]``); ``["*"]`` allows every origin. By default only the
+    server's own pages are allowed: an ``Origin`` with the request's scheme, host and port
+    (the server itself over HTTPS), or the request's host over plain HTTP on a port where
+    the same server serves pages (``--http-port``, which the server lists in
+    ``scope["extensions"]["webtransport"]["http_ports"]``). Requests without an ``Origin``
+    are allowed: only non-browser clients omit it, and they can send any ``Origin`` they
+    like, so refusing them protects nothing. Refused sessions get a 403 rejection, logged
+    with the origin refused. HTTP and WebSocket pass through.
     """
 
     def __init__(self, app: ASGIApp, allow_origins: Sequence[str] = ()) -> None:
@@ -141,7 +158,8 @@ class OriginMiddleware:
         if origin is None or self._is_allowed(_normalize(origin), scope, headers):
             await self.app(scope, receive, send)
         else:
-            await reject(send, 403)
+            cause = f"OriginMiddleware: origin {origin!r} is not allowed (pass it in allow_origins)"
+            await reject(send, 403, scope=scope, cause=cause)
 
     def _is_allowed(self, origin: str | None, scope: Scope, headers: Headers) -> bool:
         if origin is None:
@@ -149,7 +167,14 @@ class OriginMiddleware:
         if origin in self.allow_origins:
             return True
         host = headers.get("host")
-        return host is not None and origin == _normalize(f"{scope['scheme']}://{host}")
+        if host is None:
+            return False
+        if origin == _normalize(f"{scope['scheme']}://{host}"):
+            return True
+        own_host = _normalize(f"http://{host}")
+        hostname = own_host.rsplit(":", 1)[0] if own_host else None
+        http_ports = scope.get("extensions", {}).get("webtransport", {}).get("http_ports", ())
+        return hostname is not None and any(origin == f"{hostname}:{p}" for p in http_ports)
 
 
 def _normalize(origin: str) -> str | None:

@@ -38,7 +38,7 @@ from starlette.types import ASGIApp
 from ..asgi import Receive, Scope, Send
 from ..session import WebTransportSession
 from .dependencies import build_dependant, call_with_dependencies, is_coroutine_callable
-from .exceptions import run_session
+from .exceptions import log_rejection, run_session
 
 __all__ = [
     "WebTransportDispatcher",
@@ -221,6 +221,7 @@ class WebTransportDispatcher:
         scope.setdefault("router", self.router)
         found = resolve(self.router.routes, scope)
         if found is None:
+            log_rejection(scope, 404, "no WebTransportRoute matches the path")
             await send({"type": "webtransport.reject", "status": 404, "headers": []})
             return
         route, child_scope = found

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
-from ..asgi import Message, Receive, Scope, Send, make_scope
+from ..asgi import Message, Receive, Scope, Send, make_scope, unrouted_webtransport
 from ..protocol.settings import serialize_protocol
 from ..session import SessionConfig, SessionRejectedError, WebTransportSession
 from ..session.constants import MAX_CLOSE_REASON_BYTES, MAX_ERROR_CODE
@@ -367,7 +367,11 @@ class WebTransportTestClient:
                 scope, partial(channel.receive, "server"), partial(channel.send, "server")
             )
         except BaseException as exc:
-            channel.app_finished(exc)
+            hint = unrouted_webtransport(exc)
+            error = RuntimeError(hint) if hint else exc
+            channel.app_finished(error)
+            if hint:
+                raise error from exc
             raise
         channel.app_finished(None)
 
