@@ -1,0 +1,46 @@
+"""A user's module, fully typed: ``mypy --strict`` must accept it wherever the package is
+installed (the checkout's editable install, a wheel in a fresh venv). It touches the names a
+first app touches: routes, endpoints, dependencies, sessions, streams and typed messages."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
+
+from starlette_webtransport import WebTransportRoute, WebTransportSession, enable_webtransport
+from starlette_webtransport.session import WebTransportStream
+from starlette_webtransport.starlette import Depends
+from starlette_webtransport.structured import MsgPackSerializer, Schema, StructuredStream
+
+
+class Ping(msgspec.Struct):
+    n: int
+
+
+SCHEMA = Schema({1: Ping}, serializer=MsgPackSerializer())
+
+
+def user_name(conn: HTTPConnection) -> str:
+    return conn.query_params.get("name", "guest")
+
+
+async def echo(session: WebTransportSession, name: str = Depends(user_name)) -> None:
+    await session.accept()
+    async for stream in session.incoming_streams():
+        if isinstance(stream, WebTransportStream):
+            data: bytes = await stream.read()
+            await stream.write(name.encode() + b": " + data, end_stream=True)
+
+
+async def ping(session: WebTransportSession) -> None:
+    await session.accept()
+    stream = await session.create_bidirectional_stream()
+    typed = StructuredStream(stream, schema=SCHEMA)
+    await typed.send_obj(Ping(1))
+    reply: Ping = await typed.receive_obj()
+    await session.close(reason=f"got {reply.n}")
+
+
+app = Starlette(routes=[WebTransportRoute("/echo", echo), WebTransportRoute("/ping", ping)])
+enable_webtransport(app)
