@@ -28,7 +28,11 @@ from starlette_webtransport.session import (
     WebTransportSession,
     WebTransportStream,
 )
-from starlette_webtransport.starlette import WebTransportRoute, enable_webtransport
+from starlette_webtransport.starlette import (
+    WebTransportRoute,
+    enable_webtransport,
+    javascript_mount,
+)
 from starlette_webtransport.structured import (
     EndOfStream,
     JSONSerializer,
@@ -119,6 +123,7 @@ app = Starlette(
             "/static",
             StaticFiles(directory=HERE / "static", packages=[("starlette_webtransport", "static")]),
         ),
+        javascript_mount(),  # /_webtransport/js/webtransport.js: connect() for the page
         WebTransportRoute("/echo", echo),
         WebTransportRoute("/structured", structured),
     ]

@@ -2,6 +2,7 @@
 // unidirectional and datagram echo, and a clean close) and /structured (typed messages
 // with the structured wire format, spoken by /static/structured.js).
 import { StructuredStream } from "/static/structured.js";
+import { connect } from "/_webtransport/js/webtransport.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -37,15 +38,10 @@ function same(a, b) {
   return true;
 }
 
-async function connect(info, path) {
-  const hash = Uint8Array.from(info.hex.match(/../g), (h) => parseInt(h, 16));
-  const url = `https://${location.hostname}:${info.port}${path}`;
-  const transport = new WebTransport(url, {
-    serverCertificateHashes: [{ algorithm: "sha-256", value: hash }],
-  });
-  await transport.ready;
-  return transport;
-}
+// connect() fetches the development certificate's hash and pins it; a hash given in the
+// page's URL (as printed by the CLI) wins over the served one.
+const certificateHash = new URLSearchParams(location.search).get("hash") ?? undefined;
+const open = (path) => connect(path, { certificateHash });
 
 async function check(name, fn) {
   try {
@@ -107,8 +103,8 @@ async function datagramEcho(transport) {
   return `${got.size}/${sent.size} echoed, maxDatagramSize ${transport.datagrams.maxDatagramSize}`;
 }
 
-async function structured(info) {
-  const transport = await connect(info, "/structured");
+async function structured() {
+  const transport = await open("/structured");
   const stream = new StructuredStream(await transport.createBidirectionalStream());
   const replies = [];
   for (let i = 0; i < 3; i++) {
@@ -126,12 +122,8 @@ async function structured(info) {
 
 async function main() {
   const status = document.getElementById("status");
-  const info = await (await fetch("/_webtransport/certificate-hash")).json();
-  // A hash given in the URL (as printed by the CLI) wins over the served one.
-  const pinned = new URLSearchParams(location.search).get("hash");
-  if (pinned) info.hex = pinned;
-  const transport = await connect(info, "/echo");
-  show("session", true, `connected to https://${location.hostname}:${info.port}/echo`);
+  const transport = await open("/echo");
+  show("session", true, "connected to /echo");
   const incoming = transport.incomingUnidirectionalStreams.getReader();
   await check("bidirectional echo (small)", () => bidiEcho(transport, 11));
   await check("bidirectional echo (1 MiB)", () => bidiEcho(transport, 1 << 20));
@@ -142,7 +134,7 @@ async function main() {
     const info = await transport.closed;
     return `closed (${JSON.stringify(info)})`;
   });
-  await check("structured messages", () => structured(info));
+  await check("structured messages", () => structured());
   const failed = results.filter((r) => !r.ok).length;
   status.textContent = failed ? `${failed} check(s) failed` : "all checks passed";
 }

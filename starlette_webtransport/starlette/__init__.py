@@ -10,10 +10,17 @@ from .dependencies import Depends
 from .endpoints import StructuredEndpoint, WebTransportEndpoint
 from .exceptions import INTERNAL_ERROR_CODE, WebTransportException
 from .middleware import AuthenticationMiddleware, OriginMiddleware, TrustedHostMiddleware
-from .routing import WebTransportRoute, enable_webtransport, webtransport_route
+from .routing import (
+    JAVASCRIPT_PATH,
+    WebTransportRoute,
+    enable_webtransport,
+    javascript_mount,
+    webtransport_route,
+)
 
 __all__ = [
     "INTERNAL_ERROR_CODE",
+    "JAVASCRIPT_PATH",
     "AuthenticationMiddleware",
     "Depends",
     "OriginMiddleware",
@@ -24,5 +31,6 @@ __all__ = [
     "WebTransportException",
     "WebTransportRoute",
     "enable_webtransport",
+    "javascript_mount",
     "webtransport_route",
 ]

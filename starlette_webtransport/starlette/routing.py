@@ -33,6 +33,7 @@ from starlette.routing import (
     get_name,
     replace_params,
 )
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from ..asgi import Receive, Scope, Send
@@ -41,15 +42,20 @@ from .dependencies import build_dependant, call_with_dependencies, is_coroutine_
 from .exceptions import log_rejection, run_session
 
 __all__ = [
+    "JAVASCRIPT_PATH",
     "WebTransportDispatcher",
     "WebTransportRoute",
     "enable_webtransport",
+    "javascript_mount",
     "resolve",
     "route_path",
     "webtransport_route",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+JAVASCRIPT_PATH = "/_webtransport/js"
+"""Where :func:`javascript_mount` serves the browser modules by default."""
 
 
 class _HasRouter(Protocol):
@@ -260,3 +266,14 @@ def webtransport_route(
         return endpoint
 
     return decorator
+
+
+def javascript_mount(path: str = JAVASCRIPT_PATH) -> Mount:
+    """The package's browser modules, for ``routes=[...]``: ``webtransport.js``
+    (``connect()``, which pins a development certificate by itself) and ``structured.js``
+    (typed messages) at ``{path}/webtransport.js`` and ``{path}/structured.js``.
+
+    Served from the installed package, so a page's module is always the one that matches
+    the server's wire format."""
+    static = StaticFiles(packages=[("starlette_webtransport", "static")])
+    return Mount(path, app=static, name="webtransport-js")
