@@ -49,6 +49,7 @@ from ..transport import (
     STREAM_WINDOW,
     WebTransportQuicConnection,
 )
+from ..transport.limits import Limits
 from .h3 import WebTransportH3Protocol
 
 log = logging.getLogger("starlette_webtransport.server")
@@ -286,6 +287,37 @@ def build_quic_configuration(config: Config) -> QuicConfiguration:
     return quic_config
 
 
+def size_socket_buffers(sock: socket.socket, limits: Limits) -> tuple[int, int]:
+    """Ask for ``limits``' SO_RCVBUF/SO_SNDBUF and return what the kernel granted.
+
+    The kernel's default receive buffer (about 200 KiB on Linux) overflows under a burst of
+    handshakes, and each dropped packet costs a retransmission timeout. The kernel caps the
+    request at ``net.core.rmem_max``/``wmem_max`` unless the process may force it
+    (SO_RCVBUFFORCE, CAP_NET_ADMIN); Linux reports twice the size it books."""
+    granted = []
+    for option, force, size in (
+        (socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None), limits.udp_receive_buffer),
+        (socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None), limits.udp_send_buffer),
+    ):
+        if size:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
+                if force is not None and sock.getsockopt(socket.SOL_SOCKET, option) < size:
+                    sock.setsockopt(socket.SOL_SOCKET, force, size)
+            except OSError:
+                pass  # not permitted to force: keep what the plain option gave
+        granted.append(sock.getsockopt(socket.SOL_SOCKET, option))
+    receive, send = granted
+    log.info(
+        "UDP socket buffers: receive %d bytes (asked %d), send %d bytes (asked %d)",
+        receive,
+        limits.udp_receive_buffer,
+        send,
+        limits.udp_send_buffer,
+    )
+    return receive, send
+
+
 class WebTransportUDPServer(UDPServer):
     """hypercorn's UDP endpoint, reading packets in batches into the WebTransport protocol."""
 
@@ -304,6 +336,9 @@ class WebTransportUDPServer(UDPServer):
         # raw socket; ``get_extra_info("socket")`` is a wrapper that warns on reads).
         raw = getattr(transport, "_sock", None)
         self._socket = raw if isinstance(raw, socket.socket) else None
+        state = getattr(self.config, "webtransport_state", None)
+        if self._socket is not None and state is not None:
+            state.udp_buffers.append(size_socket_buffers(self._socket, state.limits))
 
     def datagram_received(self, data: bytes, address: Any) -> None:
         packets = self._packets
