@@ -65,6 +65,10 @@ UDP_QUEUE_SIZE = 4096
 ten so that bursts are not mistaken for congestion; bounded so a flood cannot grow memory."""
 
 
+EXHAUSTED_WINDOW = 64 * 1024
+"""Initial connection window while the worker's receive budget is exhausted."""
+
+
 class _Connection:
     """One QUIC connection and its transmit scheduling."""
 
@@ -150,6 +154,8 @@ class WebTransportQuicProtocol(QuicProtocol):
                 original_destination_connection_id=header.destination_cid,
             )
             connection = _Connection(quic, address)
+            if self._state is not None:
+                self._budget(connection)
             connection.cids = {header.destination_cid, quic.host_cid}
             self.connections[header.destination_cid] = connection
             self.connections[quic.host_cid] = connection
@@ -205,7 +211,26 @@ class WebTransportQuicProtocol(QuicProtocol):
             event = quic.next_event()
         self._schedule(connection)
 
+    def _budget(self, connection: _Connection) -> None:
+        """Count the connection's unread data against the worker's receive budget; while
+        it is exhausted a new connection starts with a window just large enough for
+        HTTP/3's control traffic and a CONNECT."""
+        assert self._state is not None
+        quic = connection.quic
+        quic.budget = budget = self._state.budget
+        quic.on_credit = lambda: self._schedule(connection)
+        if budget.exhausted():
+            limit = quic._local_max_data
+            limit.value = limit.sent = EXHAUSTED_WINDOW
+            log.warning(
+                "receive budget exhausted (%d bytes wait for apps): new connection gets "
+                "a %d-byte window",
+                budget.held,
+                EXHAUSTED_WINDOW,
+            )
+
     def _drop(self, connection: _Connection) -> None:
+        connection.quic.settle()
         if connection.timer is not None:
             connection.timer.cancel()
             connection.timer = None
