@@ -11,10 +11,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..transport.limits import Limits
 from .certs import DEFAULT_HOSTS, MAX_DAYS, generate_certificate, write_certificate
 
 ENV_PREFIX = "STARLETTE_WEBTRANSPORT_"
@@ -36,6 +37,7 @@ class ServeSettings:
     log_level: str = "info"
     root_path: str = ""
     graceful_timeout: float = 5.0
+    limits: Limits = field(default_factory=Limits)
 
 
 def _integer(text: str) -> int:
@@ -76,6 +78,23 @@ def _seconds(text: str) -> float:
     return value
 
 
+_UNITS = {"k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
+
+
+def _size(text: str) -> int:
+    """Bytes, optionally with a K, M or G suffix (powers of 1024)."""
+    stripped = text.strip().lower().removesuffix("ib").removesuffix("b")
+    scale = _UNITS.get(stripped[-1:], 1)
+    number = stripped[:-1] if scale > 1 else stripped
+    try:
+        value = int(float(number) * scale)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size (bytes, or with K/M/G)") from None
+    if value < 0:
+        raise ValueError(f"{text!r} is not a size (bytes, or with K/M/G)")
+    return value
+
+
 def _log_level(text: str) -> str:
     if text.lower() not in LOG_LEVELS:
         raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -107,8 +126,20 @@ _ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "log_level": ("LOG_LEVEL", _log_level),
     "root_path": ("ROOT_PATH", str),
     "graceful_timeout": ("GRACEFUL_TIMEOUT", _seconds),
+    "accept_timeout": ("ACCEPT_TIMEOUT", _seconds),
+    "pending_timeout": ("PENDING_TIMEOUT", _seconds),
+    "receive_memory": ("RECEIVE_MEMORY", _size),
+    "udp_buffer": ("UDP_BUFFER", _size),
 }
 """Setting name -> (environment variable suffix, parser)."""
+
+_LIMITS: dict[str, tuple[str, ...]] = {
+    "accept_timeout": ("accept_timeout",),
+    "pending_timeout": ("pending_timeout",),
+    "receive_memory": ("receive_memory",),
+    "udp_buffer": ("udp_receive_buffer", "udp_send_buffer"),
+}
+"""Settings that go into :class:`Limits` -> the fields each sets (docs/reliability.md)."""
 
 
 def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -181,6 +212,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds sessions get to finish after SIGTERM before they are closed (5)",
     )
+    defaults = Limits()
+    serve.add_argument(
+        "--accept-timeout",
+        type=_argparse_type(_seconds),
+        metavar="S",
+        help=f"seconds an app has to accept a CONNECT before 503 ({defaults.accept_timeout:g})",
+    )
+    serve.add_argument(
+        "--pending-timeout",
+        type=_argparse_type(_seconds),
+        metavar="S",
+        help=(
+            "seconds streams that arrive before their session opens are held "
+            f"({defaults.pending_timeout:g})"
+        ),
+    )
+    serve.add_argument(
+        "--receive-memory",
+        type=_argparse_type(_size),
+        metavar="BYTES",
+        help="received bytes waiting for apps, per worker, past which credit stops (256M)",
+    )
+    serve.add_argument(
+        "--udp-buffer",
+        type=_argparse_type(_size),
+        metavar="BYTES",
+        help="SO_RCVBUF and SO_SNDBUF for the UDP socket; 0 keeps the kernel's (4M)",
+    )
     serve.set_defaults(handler=_serve, parser=serve)
 
     cert = commands.add_parser(
@@ -239,7 +298,12 @@ def serve_settings(
         values["host"] = host[0] if len(host) == 1 else host
     if ("certfile" in values) != ("keyfile" in values):
         parser.error("--certfile and --keyfile go together")
-    return ServeSettings(**values)
+    limits: dict[str, Any] = {}
+    for name, fields in _LIMITS.items():
+        if name in values:
+            value = values.pop(name)
+            limits.update(dict.fromkeys(fields, value))
+    return ServeSettings(**values, limits=replace(Limits(), **limits))
 
 
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -261,6 +325,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             log_level=settings.log_level,
             root_path=settings.root_path,
             graceful_timeout=settings.graceful_timeout,
+            limits=settings.limits,
         )
     except NoAppError as exc:
         print(f"starlette-webtransport: error: {exc}", file=sys.stderr)

@@ -34,6 +34,7 @@ from ..transport import (
     WebTransportH3Connection,
     WebTransportQuicConnection,
 )
+from ..transport.limits import Limits
 
 if TYPE_CHECKING:
     from .serve import ServerState
@@ -56,6 +57,11 @@ class WebTransportSessionHandler(SessionChannel):
         )
         self.adapter = adapter
         self.scope = scope
+        self.task: asyncio.Task[Any] | None = None
+        self.timed_out = False
+        self.accept_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            adapter.limits.accept_timeout, self._accept_timed_out
+        )
         self._push({"type": "webtransport.connect"})
 
     def server_headers(self) -> list[tuple[bytes, bytes]]:
@@ -73,8 +79,36 @@ class WebTransportSessionHandler(SessionChannel):
             self.rejected_status = status
         super()._reject(status, headers)
 
+    def established(self) -> None:
+        super().established()
+        self._stop_accept_timer()
+        self.router.session_opened(self)
+
+    def _stop_accept_timer(self) -> None:
+        if self.accept_timer is not None:
+            self.accept_timer.cancel()
+            self.accept_timer = None
+
+    def _accept_timed_out(self) -> None:
+        """No accept or reject in time: answer 503 and cancel the app, which may be stuck
+        anywhere (even after its client left, the app may never read again)."""
+        self.accept_timer = None
+        if self.accepted:
+            return
+        log.warning(
+            "session %s: no accept or reject within %.1f s: 503, app cancelled",
+            self.scope_session_id,
+            self.adapter.limits.accept_timeout,
+        )
+        if not self.finished and not self.router.closed:
+            self._reject(503, ())
+        if self.task is not None and not self.task.done():
+            self.timed_out = True
+            self.task.cancel()
+
     def terminate(self, code: int, reason: str, *, reset: bool = True) -> None:
         super().terminate(code, reason, reset=reset)
+        self.router.session_ended(self.stream_id)
         self.adapter.session_ended(self)
         if self.rejected_status is not None:
             # What refused it (a dependency, the origin check, no route) is logged by
@@ -116,6 +150,7 @@ class WebTransportSessionHandler(SessionChannel):
         one exception would tear down."""
         adapter = self.adapter
         failed = False
+        self.task = asyncio.current_task()
         try:
             await adapter.app(
                 self.scope,  # type: ignore[arg-type]
@@ -124,6 +159,11 @@ class WebTransportSessionHandler(SessionChannel):
                 adapter.sync_spawn,
                 adapter.call_soon,
             )
+        except asyncio.CancelledError:
+            if not self.timed_out:
+                raise
+            if self.task is not None:
+                self.task.uncancel()
         except Exception as exc:
             failed = True
             if hint := unrouted_webtransport(exc):
@@ -133,6 +173,8 @@ class WebTransportSessionHandler(SessionChannel):
                     "error in WebTransport application (session %s)", self.scope_session_id
                 )
         finally:
+            self._stop_accept_timer()
+            self.task = None
             try:
                 if not self.finished and not self.router.closed:
                     if not self.accepted:
@@ -172,12 +214,13 @@ class WebTransportH3Protocol(H3Protocol):
         self.streams = {}
         self.task_group = task_group
         self.state = state
-        self.router = SessionRouter(quic, self.connection, send)
-        self.pending_connects: list[HeadersReceived] = []
         self.server_state: ServerState | None = getattr(config, "webtransport_state", None)
         # Pages this server serves over plain HTTP (--http-port) are its own origins too:
         # OriginMiddleware's default accepts them (docs/asgi-webtransport.md).
         self.http_ports = sorted({int(bind.rsplit(":", 1)[1]) for bind in config.insecure_bind})
+        self.limits = Limits() if self.server_state is None else self.server_state.limits
+        self.router = SessionRouter(quic, self.connection, send, self.limits)
+        self.pending_connects: list[HeadersReceived] = []
         loop = asyncio.get_running_loop()
         self.sync_spawn = lambda func, *args: loop.run_in_executor(None, func, *args)
         self.call_soon = lambda func, *args: asyncio.run_coroutine_threadsafe(
@@ -206,6 +249,7 @@ class WebTransportH3Protocol(H3Protocol):
                     continue  # trailers on a CONNECT stream carry nothing for us
                 if self._is_webtransport(event):
                     self.pending_connects.append(event)
+                    router.awaiting.add(event.stream_id)
                 elif not self.context.terminated.is_set():
                     await self._create_stream(event)
                     if event.stream_ended:
@@ -230,15 +274,19 @@ class WebTransportH3Protocol(H3Protocol):
 
     def _start_session(self, event: HeadersReceived) -> None:
         stream_id = event.stream_id
+        self.router.awaiting.discard(stream_id)
         settings = self.connection.received_settings or {}
         draft = negotiate_draft(settings)
-        if draft is None or self.context.terminated.is_set():
+        draining = self.server_state is not None and self.server_state.draining
+        if draft is None or draining or self.context.terminated.is_set():
             status = b"400" if draft is None else b"503"
+            log.info("CONNECT refused with %s: %s", status.decode(), _refusal(draft))
             self.connection.send_headers(
                 stream_id,
                 [(b":status", status), *self.config.response_headers("h3")],
                 end_stream=True,
             )
+            self.router.session_ended(stream_id)
             self.send()
             return
         raw_path = b"/"
@@ -281,3 +329,7 @@ class WebTransportH3Protocol(H3Protocol):
         self.task_group.spawn(session.run_app)
         if event.stream_ended:
             session.connection_lost()
+
+
+def _refusal(draft: Draft | None) -> str:
+    return "the client enabled no WebTransport draft we speak" if draft is None else "draining"

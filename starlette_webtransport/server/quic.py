@@ -49,6 +49,7 @@ from ..transport import (
     STREAM_WINDOW,
     WebTransportQuicConnection,
 )
+from ..transport.limits import Limits
 from .h3 import WebTransportH3Protocol
 
 log = logging.getLogger("starlette_webtransport.server")
@@ -62,6 +63,10 @@ RECEIVE_SIZE = 65536
 UDP_QUEUE_SIZE = 4096
 """Packets held between the socket and the QUIC state machine. Far larger than hypercorn's
 ten so that bursts are not mistaken for congestion; bounded so a flood cannot grow memory."""
+
+
+EXHAUSTED_WINDOW = 64 * 1024
+"""Initial connection window while the worker's receive budget is exhausted."""
 
 
 class _Connection:
@@ -149,6 +154,8 @@ class WebTransportQuicProtocol(QuicProtocol):
                 original_destination_connection_id=header.destination_cid,
             )
             connection = _Connection(quic, address)
+            if self._state is not None:
+                self._budget(connection)
             connection.cids = {header.destination_cid, quic.host_cid}
             self.connections[header.destination_cid] = connection
             self.connections[quic.host_cid] = connection
@@ -204,7 +211,26 @@ class WebTransportQuicProtocol(QuicProtocol):
             event = quic.next_event()
         self._schedule(connection)
 
+    def _budget(self, connection: _Connection) -> None:
+        """Count the connection's unread data against the worker's receive budget; while
+        it is exhausted a new connection starts with a window just large enough for
+        HTTP/3's control traffic and a CONNECT."""
+        assert self._state is not None
+        quic = connection.quic
+        quic.budget = budget = self._state.budget
+        quic.on_credit = lambda: self._schedule(connection)
+        if budget.exhausted():
+            limit = quic._local_max_data
+            limit.value = limit.sent = EXHAUSTED_WINDOW
+            log.warning(
+                "receive budget exhausted (%d bytes wait for apps): new connection gets "
+                "a %d-byte window",
+                budget.held,
+                EXHAUSTED_WINDOW,
+            )
+
     def _drop(self, connection: _Connection) -> None:
+        connection.quic.settle()
         if connection.timer is not None:
             connection.timer.cancel()
             connection.timer = None
@@ -286,6 +312,37 @@ def build_quic_configuration(config: Config) -> QuicConfiguration:
     return quic_config
 
 
+def size_socket_buffers(sock: socket.socket, limits: Limits) -> tuple[int, int]:
+    """Ask for ``limits``' SO_RCVBUF/SO_SNDBUF and return what the kernel granted.
+
+    The kernel's default receive buffer (about 200 KiB on Linux) overflows under a burst of
+    handshakes, and each dropped packet costs a retransmission timeout. The kernel caps the
+    request at ``net.core.rmem_max``/``wmem_max`` unless the process may force it
+    (SO_RCVBUFFORCE, CAP_NET_ADMIN); Linux reports twice the size it books."""
+    granted = []
+    for option, force, size in (
+        (socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None), limits.udp_receive_buffer),
+        (socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None), limits.udp_send_buffer),
+    ):
+        if size:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
+                if force is not None and sock.getsockopt(socket.SOL_SOCKET, option) < size:
+                    sock.setsockopt(socket.SOL_SOCKET, force, size)
+            except OSError:
+                pass  # not permitted to force: keep what the plain option gave
+        granted.append(sock.getsockopt(socket.SOL_SOCKET, option))
+    receive, send = granted
+    log.info(
+        "UDP socket buffers: receive %d bytes (asked %d), send %d bytes (asked %d)",
+        receive,
+        limits.udp_receive_buffer,
+        send,
+        limits.udp_send_buffer,
+    )
+    return receive, send
+
+
 class WebTransportUDPServer(UDPServer):
     """hypercorn's UDP endpoint, reading packets in batches into the WebTransport protocol."""
 
@@ -304,6 +361,9 @@ class WebTransportUDPServer(UDPServer):
         # raw socket; ``get_extra_info("socket")`` is a wrapper that warns on reads).
         raw = getattr(transport, "_sock", None)
         self._socket = raw if isinstance(raw, socket.socket) else None
+        state = getattr(self.config, "webtransport_state", None)
+        if self._socket is not None and state is not None:
+            state.udp_buffers.append(size_socket_buffers(self._socket, state.limits))
 
     def datagram_received(self, data: bytes, address: Any) -> None:
         packets = self._packets

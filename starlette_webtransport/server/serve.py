@@ -27,6 +27,7 @@ from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config
 from hypercorn.utils import load_application
 
+from ..transport.limits import Limits, ReceiveBudget
 from .certs import DevCertificate, generate_certificate, load_certificate, write_certificate
 from .quic import WebTransportUDPServer
 from .startup import configure_logging, hypercorn_logging, print_banner
@@ -64,6 +65,13 @@ class ServerState:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever the last open session ends (used to finish draining early)."""
     sessions: set[Any] = field(default_factory=set)
+    limits: Limits = field(default_factory=Limits)
+    budget: ReceiveBudget = field(default_factory=lambda: ReceiveBudget(Limits().receive_memory))
+    """Received bytes waiting for the apps of this worker, against ``limits.receive_memory``."""
+    draining: bool = False
+    """Shutdown has begun: new CONNECTs get 503 (docs/asgi-webtransport.md, section 10)."""
+    udp_buffers: list[tuple[int, int]] = field(default_factory=list)
+    """(SO_RCVBUF, SO_SNDBUF) the kernel granted each UDP socket, as getsockopt reports them."""
 
 
 def install() -> None:
@@ -209,6 +217,7 @@ async def serve(
     state: ServerState | None = None,
     config: Config | None = None,
     publish_certificate_hash: bool | None = None,
+    limits: Limits | None = None,
     **hypercorn_options: Any,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns (default: SIGINT or SIGTERM).
@@ -218,9 +227,10 @@ async def serve(
     of ``--workers``/``--reload`` makes one for all its workers and passes it as a file, so it
     sets this to say the file is a development certificate all the same.
 
-    On shutdown, open WebTransport sessions are asked to drain (WT_DRAIN_SESSION to the
-    peer, ``webtransport.drain`` to the app); sessions still open after
-    ``graceful_timeout`` are closed, then hypercorn stops.
+    On shutdown, new CONNECTs are answered 503 and open WebTransport sessions are asked
+    to drain (WT_DRAIN_SESSION to the peer, ``webtransport.drain`` to the app); sessions
+    still open after ``graceful_timeout`` are closed, then hypercorn stops. ``limits``
+    bound what peers can make the server hold (``docs/reliability.md``).
     """
     install()
     hosts = [host] if isinstance(host, str) else list(host)
@@ -237,6 +247,9 @@ async def serve(
         )
     if state is None:
         state = ServerState(certificate_sha256=b"", binds=[])
+    if limits is not None:
+        state.limits = limits
+    state.budget = ReceiveBudget(state.limits.receive_memory)
     development = config.certfile is None
     if development:
         certificate = _make_dev_certificate(config, hosts)
@@ -258,6 +271,7 @@ async def serve(
 
     async def _shutdown() -> None:
         await trigger()
+        state.draining = True
         await _drain(state, config.graceful_timeout)
 
     rotation = (
@@ -312,6 +326,7 @@ def run(
     log_level: str = "info",
     root_path: str = "",
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT,
+    limits: Limits | None = None,
     **hypercorn_options: Any,
 ) -> int:
     """Blocking entry point used by the CLI; ``app`` is an app or a ``module:attr`` path.
@@ -338,6 +353,7 @@ def run(
                 "keyfile": keyfile,
                 "root_path": root_path,
                 "graceful_timeout": graceful_timeout,
+                "limits": limits,
                 **hypercorn_options,
             },
         )
@@ -351,6 +367,7 @@ def run(
             keyfile=keyfile,
             root_path=root_path,
             graceful_timeout=graceful_timeout,
+            limits=limits,
             **hypercorn_options,
         )
     )

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
+from aioquic.h3.connection import HeadersState
 from aioquic.h3.events import (
     DatagramReceived,
     DataReceived,
@@ -48,6 +49,7 @@ from ..protocol.errors import (
 from ..protocol.settings import Draft, response_headers, serialize_protocol, uses_flow_control
 from ..protocol.state import SessionClosed, SessionDraining, SessionProtocol
 from .h3 import WebTransportH3Connection
+from .limits import Limits
 from .quic import WebTransportQuicConnection, max_datagram_size
 
 log = logging.getLogger("starlette_webtransport.transport")
@@ -76,6 +78,18 @@ def _refuse(quic: QuicConnection, stream_id: int, code: int) -> None:
         quic.reset_stream(stream_id, code)
 
 
+class _Held:
+    """What arrived for a session that is not open yet: its streams and datagrams."""
+
+    __slots__ = ("datagrams", "streams", "timer")
+
+    def __init__(self, timer: asyncio.TimerHandle) -> None:
+        self.streams: dict[int, tuple[bytearray, bool]] = {}
+        """Stream id -> (data so far, FIN received)."""
+        self.datagrams: list[bytes] = []
+        self.timer = timer
+
+
 class SessionRouter:
     """The WebTransport sessions of one QUIC connection and the events that are theirs.
 
@@ -84,6 +98,11 @@ class SessionRouter:
     lookup per event, however many sessions share the connection. A stream of a session
     that is over (or never existed) is refused and remembered until the peer's FIN or
     reset, so that its late data is recognised rather than parsed as HTTP/3.
+
+    On a server, streams and datagrams may race ahead of their CONNECT, or arrive before
+    the app accepted: they are held, within ``limits`` (count, bytes and time, per
+    connection), and handed to the session once it opens (:meth:`session_opened`), or
+    refused with WT_BUFFERED_STREAM_REJECTED when it does not.
 
     The owner feeds it every H3 event (:meth:`h3_event`) and then every QUIC event
     (:meth:`quic_event`), and calls :meth:`wake_writers` after each transmit.
@@ -94,31 +113,50 @@ class SessionRouter:
         quic: WebTransportQuicConnection,
         h3: WebTransportH3Connection,
         transmit_soon: Callable[[], object],
+        limits: Limits | None = None,
     ) -> None:
         self.quic = quic
         self.h3 = h3
         self.transmit_soon = transmit_soon
         """Ask for a transmit at the end of this loop turn: many sends share one."""
+        self.limits = limits if limits is not None else Limits()
         self.sessions: dict[int, SessionChannel] = {}
         """Open sessions by CONNECT stream id."""
         self.streams: dict[int, SessionChannel] = {}
         self.orphans: set[int] = set()
+        self.awaiting: set[int] = set()
+        """CONNECT streams whose headers arrived but whose session is not made yet."""
         self.closed = False
         self._writable: asyncio.Future[None] | None = None
+        self._held: dict[int, _Held] = {}
+        """Session id -> what waits for it to open."""
+        self._held_streams: dict[int, int] = {}
+        """Held stream id -> session id."""
+        self._held_bytes = 0
+        self._held_datagrams = 0
 
     def h3_event(self, event: H3Event) -> bool:
         """Hand a session its event; False when the event belongs to no session."""
         if isinstance(event, WebTransportStreamDataReceived):
             stream_id = event.stream_id
-            channel = self.streams.get(stream_id) or self.sessions.get(event.session_id)
-            if channel is not None:
+            channel = self.streams.get(stream_id)
+            if channel is None and stream_id in self.orphans:
+                if event.stream_ended:
+                    self._forget_orphan(stream_id)
+            elif channel is None and (
+                stream_id in self._held_streams or self._may_open(event.session_id)
+            ):
+                self._hold_stream(event.session_id, stream_id, event.data, event.stream_ended)
+            elif (channel := channel or self.sessions.get(event.session_id)) is not None:
                 channel.stream_data(stream_id, event.data, event.stream_ended)
             else:
-                self._orphan_data(stream_id, event.stream_ended)
+                self._orphan_data(stream_id, event.stream_ended, WT_SESSION_GONE)
             return True
         if isinstance(event, DatagramReceived):
             channel = self.sessions.get(event.stream_id)
-            if channel is not None:
+            if self._may_open(event.stream_id):
+                self._hold_datagram(event.stream_id, event.data)
+            elif channel is not None:
                 channel.datagram(event.data)
             return True
         if isinstance(event, DataReceived):
@@ -141,6 +179,9 @@ class SessionRouter:
                 self.sessions[stream_id].connection_lost()
             elif stream_id in self.orphans:
                 self._forget_orphan(stream_id)
+            elif stream_id in self._held_streams:
+                self._drop_held_stream(stream_id)  # the app never saw it: nothing to tell
+                self.h3._stream.pop(stream_id, None)
         elif isinstance(event, StopSendingReceived):
             channel = self.streams.get(event.stream_id)
             if channel is not None:
@@ -152,19 +193,130 @@ class SessionRouter:
         self.closed = True
         for channel in list(self.sessions.values()):
             channel.connection_lost()
+        for session_id in list(self._held):
+            self._release_held(session_id)
         self.wake_writers()
 
-    def _orphan_data(self, stream_id: int, end_stream: bool) -> None:
-        if stream_id not in self.orphans:
-            _refuse(self.quic, stream_id, WT_SESSION_GONE)
-            self.transmit_soon()
-            self.orphans.add(stream_id)
+    def _orphan_data(self, stream_id: int, end_stream: bool, code: int) -> None:
+        _refuse(self.quic, stream_id, code)
+        self.transmit_soon()
         if end_stream:
-            self._forget_orphan(stream_id)
+            self.h3._stream.pop(stream_id, None)
+        else:
+            self.orphans.add(stream_id)
 
     def _forget_orphan(self, stream_id: int) -> None:
         self.orphans.discard(stream_id)
         self.h3._stream.pop(stream_id, None)
+
+    # --- sessions that are not open yet ---------------------------------------------
+
+    def _may_open(self, session_id: int) -> bool:
+        """Whether ``session_id`` names a server's session that may still open: its
+        CONNECT has not (fully) arrived, or the app has not answered it yet."""
+        if self.quic._is_client or session_id & 0x3:
+            return False  # a client's sessions exist before anything can arrive for them
+        channel = self.sessions.get(session_id)
+        if channel is not None:
+            return not channel.accepted and not channel.finished
+        if session_id in self.awaiting:
+            return True
+        if self.quic._stream_is_discarded(session_id):
+            return False
+        stream = self.h3._stream.get(session_id)
+        if stream is not None:
+            return stream.headers_recv_state is HeadersState.INITIAL
+        # No H3 state: the CONNECT stream is not open yet, only implied by a later one,
+        # or its bytes still wait in QUIC's event queue; unless it ended in both
+        # directions and aioquic's H3 layer has forgotten it already.
+        quic_stream = self.quic._streams.get(session_id)
+        return quic_stream is None or not quic_stream.receiver.is_finished
+
+    def _held_for(self, session_id: int) -> _Held:
+        held = self._held.get(session_id)
+        if held is None:
+            timer = asyncio.get_running_loop().call_later(
+                self.limits.pending_timeout, self._expire, session_id
+            )
+            held = self._held[session_id] = _Held(timer)
+        return held
+
+    def _hold_stream(self, session_id: int, stream_id: int, data: bytes, end: bool) -> None:
+        limits = self.limits
+        session_id = self._held_streams.get(stream_id, session_id)
+        held = self._held.get(session_id)
+        entry = held.streams.get(stream_id) if held is not None else None
+        if entry is None and len(self._held_streams) >= limits.pending_streams:
+            self._reject_stream(stream_id, end, f"{limits.pending_streams} streams already wait")
+            return
+        if self._held_bytes + len(data) > limits.pending_bytes:
+            if entry is not None:
+                self._drop_held_stream(stream_id)
+            self._reject_stream(stream_id, end, f"{limits.pending_bytes} bytes already wait")
+            return
+        held = self._held_for(session_id)
+        if entry is None:
+            entry = (bytearray(), False)
+            self._held_streams[stream_id] = session_id
+        buffer = entry[0]
+        buffer += data
+        held.streams[stream_id] = (buffer, end)
+        self._held_bytes += len(data)
+
+    def _hold_datagram(self, session_id: int, data: bytes) -> None:
+        if self._held_datagrams >= self.limits.pending_datagrams:
+            return  # unreliable anyway; a flood must not grow memory
+        self._held_for(session_id).datagrams.append(data)
+        self._held_datagrams += 1
+
+    def _reject_stream(self, stream_id: int, end: bool, why: str) -> None:
+        log.info("early stream %d refused (WT_BUFFERED_STREAM_REJECTED): %s", stream_id, why)
+        self._orphan_data(stream_id, end, WT_BUFFERED_STREAM_REJECTED)
+
+    def _drop_held_stream(self, stream_id: int) -> tuple[bytearray, bool]:
+        session_id = self._held_streams.pop(stream_id)
+        buffer, end = self._held[session_id].streams.pop(stream_id)
+        self._held_bytes -= len(buffer)
+        return buffer, end
+
+    def _release_held(self, session_id: int) -> _Held | None:
+        held = self._held.pop(session_id, None)
+        if held is None:
+            return None
+        held.timer.cancel()
+        for stream_id, (buffer, _) in held.streams.items():
+            del self._held_streams[stream_id]
+            self._held_bytes -= len(buffer)
+        self._held_datagrams -= len(held.datagrams)
+        return held
+
+    def _expire(self, session_id: int) -> None:
+        if session_id in self._held and self._held[session_id].streams:
+            log.info(
+                "session %d did not open within %.1f s: its early streams are refused",
+                session_id,
+                self.limits.pending_timeout,
+            )
+        self.session_ended(session_id)
+
+    def session_opened(self, channel: SessionChannel) -> None:
+        """The app accepted: what waited for the session is its now."""
+        held = self._release_held(channel.stream_id)
+        if held is None:
+            return
+        for stream_id, (buffer, end) in held.streams.items():
+            channel.stream_data(stream_id, bytes(buffer), end)
+        for data in held.datagrams:
+            channel.datagram(data)
+
+    def session_ended(self, session_id: int) -> None:
+        """The session will not open (rejected, closed, timed out): refuse its streams."""
+        self.awaiting.discard(session_id)
+        held = self._release_held(session_id)
+        if held is None or self.closed:
+            return
+        for stream_id, (_, end) in held.streams.items():
+            self._orphan_data(stream_id, end, WT_BUFFERED_STREAM_REJECTED)
 
     async def writable(self) -> None:
         """Wait until acknowledgements or credit may have freed send capacity."""

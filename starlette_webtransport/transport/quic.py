@@ -11,6 +11,7 @@ get there: the peer simply waits, as QUIC flow control intends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aioquic.buffer import size_uint_var
@@ -19,6 +20,8 @@ from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
+
+from .limits import ReceiveBudget
 
 MAX_DATAGRAM_FRAME_SIZE = 65536
 """Advertised ``max_datagram_frame_size``: without it browsers open sessions but silently
@@ -65,6 +68,11 @@ class WebTransportQuicConnection(QuicConnection):
         self._credit_owed = {False: 0, True: 0}
         """Streams of ``_discarded_unread`` (per direction) whose credit aioquic has
         already returned, to be withheld from the next streams it discards."""
+        self.budget: ReceiveBudget | None = None
+        """Shared by every connection of a server worker: no new connection credit while
+        it is exhausted (see :meth:`settle`)."""
+        self.on_credit: Callable[[], object] = lambda: None
+        """Called when the budget has room again after this connection was refused."""
 
     # --- data -----------------------------------------------------------------------
 
@@ -72,6 +80,8 @@ class WebTransportQuicConnection(QuicConnection):
         """Count ``size`` received bytes of a stream as waiting for the application."""
         self.unconsumed[stream_id] = self.unconsumed.get(stream_id, 0) + size
         self.unconsumed_total += size
+        if self.budget is not None:
+            self.budget.take(size)
 
     def release(self, stream_id: int, size: int) -> bool:
         """Count ``size`` held bytes as consumed; True when new credit is worth sending now."""
@@ -81,6 +91,8 @@ class WebTransportQuicConnection(QuicConnection):
         else:
             del self.unconsumed[stream_id]
         self.unconsumed_total -= size
+        if self.budget is not None:
+            self.budget.give_back(size)
         limit = self._local_max_data
         if limit.value - (limit.used - self.unconsumed_total) < CONNECTION_WINDOW // 2:
             return True
@@ -89,6 +101,14 @@ class WebTransportQuicConnection(QuicConnection):
             return False
         stream_consumed = stream.receiver.highest_offset - remaining
         return stream.max_stream_data_local - stream_consumed < STREAM_WINDOW // 2
+
+    def settle(self) -> None:
+        """The connection is gone: what it still holds no longer counts against the
+        budget (it is freed with the connection, whether or not the apps take it)."""
+        if self.budget is not None:
+            self.budget.give_back(self.unconsumed_total)
+            self.budget.stalled.pop(self, None)
+            self.budget = None
 
     # --- stream credit ----------------------------------------------------------------
 
@@ -135,7 +155,11 @@ class WebTransportQuicConnection(QuicConnection):
         limit = self._local_max_data
         consumed = limit.used - self.unconsumed_total
         if limit.value - consumed < CONNECTION_WINDOW // 2:
-            limit.value = consumed + CONNECTION_WINDOW
+            budget = self.budget
+            if budget is not None and budget.exhausted():
+                budget.stalled[self] = self.on_credit
+            else:
+                limit.value = consumed + CONNECTION_WINDOW
         for limit in (
             self._local_max_data,
             self._local_max_streams_bidi,

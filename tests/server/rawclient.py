@@ -69,11 +69,26 @@ class RawPeer(QuicConnectionProtocol):
     def _ended(self, stream_id: int) -> asyncio.Event:
         return self.stream_ended.setdefault(stream_id, asyncio.Event())
 
-    async def open_session(
-        self, path: str, *, headers: list[tuple[bytes, bytes]] | None = None, timeout: float = 5.0
-    ) -> tuple[int, dict[bytes, bytes]]:
-        """Send the extended CONNECT; return the stream id and the response headers."""
+    def reserve_session(self) -> int:
+        """Take the next bidirectional stream id for a CONNECT to send later, so that
+        streams of that session can be sent before it (they name it by this id)."""
         stream_id = self._quic.get_next_available_stream_id()
+        self._quic._get_or_create_stream_for_send(stream_id)
+        self.session_id = stream_id
+        return stream_id
+
+    async def open_session(
+        self,
+        path: str,
+        *,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        timeout: float = 5.0,
+        stream_id: int | None = None,
+    ) -> tuple[int, dict[bytes, bytes]]:
+        """Send the extended CONNECT (on ``stream_id`` if it was reserved); return the
+        stream id and the response headers."""
+        if stream_id is None:
+            stream_id = self._quic.get_next_available_stream_id()
         self.session_id = stream_id
         self.h3.send_headers(
             stream_id,
