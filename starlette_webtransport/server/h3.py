@@ -11,6 +11,7 @@ the scope, running the app through hypercorn's wrapper, and shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,6 +27,7 @@ from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerConte
 from hypercorn.utils import filter_pseudo_headers
 
 from ..asgi import make_scope, unrouted_webtransport
+from ..protocol.errors import H3_REQUEST_REJECTED
 from ..protocol.settings import Draft, negotiate_draft, parse_available_protocols
 from ..transport import (
     WT_CREDIT,
@@ -272,6 +274,21 @@ class WebTransportH3Protocol(H3Protocol):
                 protocol = value
         return method == b"CONNECT" and protocol in WEBTRANSPORT_PROTOCOLS
 
+    def _refuse_session(self, stream_id: int) -> None:
+        """A CONNECT over WT_MAX_SESSIONS. The draft asks for a reset with
+        H3_REQUEST_REJECTED rather than closing the connection: the client may not yet
+        know that an earlier session of its own has ended."""
+        log.warning(
+            "connection %s: CONNECT on stream %d refused, %d sessions are open (WT_MAX_SESSIONS)",
+            self.quic.original_destination_connection_id.hex(),
+            stream_id,
+            len(self.router.sessions),
+        )
+        self.quic.reset_stream(stream_id, H3_REQUEST_REJECTED)
+        with contextlib.suppress(ValueError):  # the client already finished the stream
+            self.quic.stop_stream(stream_id, H3_REQUEST_REJECTED)
+        self.send()
+
     def _start_session(self, event: HeadersReceived) -> None:
         stream_id = event.stream_id
         self.router.awaiting.discard(stream_id)
@@ -288,6 +305,10 @@ class WebTransportH3Protocol(H3Protocol):
             )
             self.router.session_ended(stream_id)
             self.send()
+            return
+        if len(self.router.sessions) >= self.router.h3.max_sessions:
+            self._refuse_session(stream_id)
+            self.router.session_ended(stream_id)
             return
         raw_path = b"/"
         scheme = "https"

@@ -9,13 +9,14 @@ connection is driven and how the CONNECT request is exchanged.
 from .channel import (
     DATAGRAM_HIGH_WATER,
     DATAGRAM_QUEUE_SIZE,
+    PENDING_OPENS,
     STREAM_HIGH_WATER,
     Role,
     SessionChannel,
     SessionGone,
     SessionRouter,
 )
-from .h3 import WT_CREDIT, WebTransportH3Connection
+from .h3 import MAX_SESSIONS, WT_CREDIT, WebTransportH3Connection
 from .quic import (
     CONNECTION_WINDOW,
     MAX_DATAGRAM_FRAME_SIZE,
@@ -30,7 +31,9 @@ __all__ = [
     "DATAGRAM_HIGH_WATER",
     "DATAGRAM_QUEUE_SIZE",
     "MAX_DATAGRAM_FRAME_SIZE",
+    "MAX_SESSIONS",
     "MAX_STREAMS",
+    "PENDING_OPENS",
     "STREAM_HIGH_WATER",
     "STREAM_WINDOW",
     "WT_CREDIT",

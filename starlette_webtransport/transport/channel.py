@@ -39,6 +39,7 @@ from aioquic.quic.events import (
 
 from ..asgi import Message
 from ..protocol.capsules import Capsule, MaxData, MaxStreams
+from ..protocol.credit import LocalCredit, PeerCredit
 from ..protocol.errors import (
     WT_BUFFERED_STREAM_REJECTED,
     WT_SESSION_GONE,
@@ -46,8 +47,9 @@ from ..protocol.errors import (
     app_to_http3,
     http3_to_app,
 )
+from ..protocol.ids import is_unidirectional
 from ..protocol.settings import Draft, response_headers, serialize_protocol, uses_flow_control
-from ..protocol.state import SessionClosed, SessionDraining, SessionProtocol
+from ..protocol.state import FlowControlReceived, SessionClosed, SessionDraining, SessionProtocol
 from .h3 import WebTransportH3Connection
 from .limits import Limits
 from .quic import WebTransportQuicConnection, max_datagram_size
@@ -62,6 +64,10 @@ DATAGRAM_HIGH_WATER = 256
 
 DATAGRAM_QUEUE_SIZE = 1024
 """Received datagrams a session holds for a slow reader before dropping the oldest."""
+
+PENDING_OPENS = 256
+"""``stream.open`` calls a session queues while the peer's stream credit is used up;
+beyond that ``send`` of another one waits."""
 
 Role = Literal["server", "client"]
 
@@ -397,16 +403,11 @@ class SessionChannel:
         self.next_peer = {False: self.peer_bit, True: 2 | self.peer_bit}
         self.final_queued: set[int] = set()
         """Peer streams whose last event waits in the queue: they still hold stream credit."""
-        # WebTransport-level credit, renewed only if the draft has flow control.
-        self.credit = router.h3.limits
-        self.flow_control = uses_flow_control(draft)
-        self.data_consumed = 0
-        self.data_granted = self.credit.max_data
-        self.streams_retired = {False: 0, True: 0}
-        self.streams_granted = {
-            False: self.credit.max_streams_bidi,
-            True: self.credit.max_streams_uni,
-        }
+        # WebTransport-level credit (draft-07+): what we grant the peer, and what it grants us.
+        self.credit = LocalCredit(router.h3.limits, enabled=uses_flow_control(draft))
+        self.peer_credit = PeerCredit.from_settings(router.h3.received_settings or {}, draft)
+        self.pending_opens: deque[bool] = deque()
+        """``stream.open`` calls (``bidirectional``) waiting for the peer's stream credit."""
         router.sessions[stream_id] = self
 
     # --- network -> application -------------------------------------------------------
@@ -475,11 +476,14 @@ class SessionChannel:
 
     def stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         stream = self.streams.get(stream_id)
+        new = stream is None
         if stream is None:
             # QUIC delivers nothing for streams we forgot, so this is a new peer stream.
             stream = self._peer_stream(stream_id)
         if end_stream:
             stream.drained = True
+        if self.disconnected is None and not self._within_credit(stream_id, new, len(data)):
+            return
         if not stream.receiving:
             self._data_consumed(len(data))  # dropped, but the peer spent credit on it
             self._maybe_forget(stream_id, stream)
@@ -498,6 +502,18 @@ class SessionChannel:
                 "end_stream": end_stream,
             }
         )
+
+    def _within_credit(self, stream_id: int, new: bool, size: int) -> bool:
+        """Check the peer keeps to the WebTransport credit we granted; a peer over it
+        loses the session with WT_FLOW_CONTROL_ERROR."""
+        try:
+            if new:
+                self.credit.open_stream(unidirectional=is_unidirectional(stream_id))
+            self.credit.receive_data(size)
+        except ProtocolError as exc:
+            self._fail(exc)
+            return False
+        return True
 
     def _peer_stream(self, stream_id: int) -> _Stream:
         """Record a new peer stream. A server refuses streams that arrive before the app
@@ -565,12 +581,7 @@ class SessionChannel:
         try:
             events = self.protocol.receive_data(data, end_stream)
         except ProtocolError as exc:
-            log.warning("WebTransport session on stream %d: %s", self.stream_id, exc)
-            self.finished = True
-            self.quic.reset_stream(self.stream_id, exc.http3_code)
-            with contextlib.suppress(ValueError):  # aioquic discarded the finished stream
-                self.quic.stop_stream(self.stream_id, exc.http3_code)
-            self.terminate(0, f"protocol error: {exc}")
+            self._fail(exc)
             return
         for event in events:
             if isinstance(event, SessionClosed):
@@ -580,6 +591,24 @@ class SessionChannel:
                 self.terminate(event.code, event.reason)
             elif isinstance(event, SessionDraining):
                 self._push({"type": "webtransport.drain"})
+            elif isinstance(event, FlowControlReceived):
+                self._peer_granted(event.capsule)
+
+    def _fail(self, exc: ProtocolError) -> None:
+        """The peer broke a rule of the session: reset the CONNECT stream with the code
+        the error names and end the session."""
+        log.warning("WebTransport session on stream %d: %s", self.stream_id, exc)
+        self.finished = True
+        self.quic.reset_stream(self.stream_id, exc.http3_code)
+        with contextlib.suppress(ValueError):  # aioquic discarded the finished stream
+            self.quic.stop_stream(self.stream_id, exc.http3_code)
+        self.terminate(0, f"protocol error: {exc}")
+
+    def _peer_granted(self, capsule: Capsule) -> None:
+        """WT_MAX_DATA / WT_MAX_STREAMS from the peer: waiting opens and sends go on."""
+        if isinstance(capsule, MaxData | MaxStreams) and self.peer_credit.grant(capsule):
+            self._open_pending()
+            self.router.wake_writers()
 
     def connection_lost(self) -> None:
         """The connection or the CONNECT stream is gone."""
@@ -625,25 +654,15 @@ class SessionChannel:
 
     def _retire(self, stream_id: int) -> None:
         """A peer stream is done with: the peer may open another (WT_MAX_STREAMS)."""
-        if not self.flow_control:
-            return
-        unidirectional = bool(stream_id & 0x2)
-        retired = self.streams_retired[unidirectional] + 1
-        self.streams_retired[unidirectional] = retired
-        window = self.credit.max_streams_uni if unidirectional else self.credit.max_streams_bidi
-        if 2 * (self.streams_granted[unidirectional] - retired) <= window:
-            self.streams_granted[unidirectional] = retired + window
-            self._send_capsule(MaxStreams(not unidirectional, retired + window))
+        capsule = self.credit.retire_stream(unidirectional=is_unidirectional(stream_id))
+        if capsule is not None:
+            self._send_capsule(capsule)
 
     def _data_consumed(self, size: int) -> None:
         """``size`` more bytes of the session's streams are done with (WT_MAX_DATA)."""
-        if not self.flow_control or not size:
-            return
-        self.data_consumed += size
-        window = self.credit.max_data
-        if 2 * (self.data_granted - self.data_consumed) <= window:
-            self.data_granted = self.data_consumed + window
-            self._send_capsule(MaxData(self.data_granted))
+        capsule = self.credit.consume_data(size)
+        if capsule is not None:
+            self._send_capsule(capsule)
 
     def _send_capsule(self, capsule: Capsule) -> None:
         if self.accepted and not self.finished:
@@ -664,7 +683,7 @@ class SessionChannel:
         elif kind == "webtransport.datagram.send":
             await self._datagram_send(message["data"])
         elif kind == "webtransport.stream.open":
-            self._open(bool(message["bidirectional"]))
+            await self._open(bool(message["bidirectional"]))
         elif kind == "webtransport.stream.reset":
             self._reset(message["stream"], message.get("code", 0))
         elif kind == "webtransport.stream.stop_sending":
@@ -746,8 +765,30 @@ class SessionChannel:
         if self.finished:
             raise SessionGone("the WebTransport session is closed")
 
-    def _open(self, bidirectional: bool) -> None:
+    async def _open(self, bidirectional: bool) -> None:
+        """Queue the open; it happens as soon as the peer's stream credit allows, and the
+        replies keep the order of the opens. Only a full queue makes ``send`` wait."""
         self._check_open()
+        while len(self.pending_opens) >= PENDING_OPENS:
+            await self.router.writable()
+            self._check_open()
+        self.pending_opens.append(bidirectional)
+        self._open_pending()
+
+    def _open_pending(self) -> None:
+        """Open what the peer's credit allows, oldest first; WT_STREAMS_BLOCKED where not."""
+        credit = self.peer_credit
+        while self.pending_opens and not self.finished:
+            unidirectional = not self.pending_opens[0]
+            if not credit.may_open(unidirectional=unidirectional):
+                blocked = credit.streams_blocked(unidirectional=unidirectional)
+                if blocked is not None:
+                    self._send_capsule(blocked)
+                return
+            credit.open_stream(unidirectional=unidirectional)
+            self._open_now(self.pending_opens.popleft())
+
+    def _open_now(self, bidirectional: bool) -> None:
         stream_id = self.h3.create_webtransport_stream(
             self.stream_id, is_unidirectional=not bidirectional
         )
@@ -816,6 +857,26 @@ class SessionChannel:
         if quic_stream is None or quic_stream.sender._reset_error_code is not None:
             return  # the peer's STOP_SENDING reset it; its event is on the way
         sender = quic_stream.sender
+        credit = self.peer_credit
+        size = len(data)
+        while credit.sendable(size) < size:
+            # Send what the peer's WebTransport credit allows, then wait for more.
+            part = credit.sendable(size)
+            if part:
+                credit.send_data(part)
+                quic.send_stream_data(stream_id, data[:part], False)
+                data = data[part:]
+                size -= part
+                self.router.transmit_soon()
+            blocked = credit.data_blocked()
+            if blocked is not None:
+                self._send_capsule(blocked)
+            await self.router.writable()
+            if self.finished:
+                raise SessionGone("the WebTransport session ended before the data could be sent")
+            if not stream.sending or sender._reset_error_code is not None:
+                return  # reset meanwhile (the peer's STOP_SENDING or the app's own reset)
+        credit.send_data(size)
         quic.send_stream_data(stream_id, data, end_stream)
         self.router.transmit_soon()
         if end_stream:

@@ -12,17 +12,25 @@ WT_CREDIT = FlowControlLimits()
 advertised in SETTINGS, then renewed with WT_MAX_DATA / WT_MAX_STREAMS as the application
 consumes, so a peer that enforces it never stalls while the application keeps reading."""
 
+MAX_SESSIONS = 100
+"""WebTransport sessions a server lets one connection have open at once (WT_MAX_SESSIONS);
+CONNECTs beyond it are reset with H3_REQUEST_REJECTED, as the draft says."""
+
 
 class WebTransportH3Connection(H3Connection):
     """Sends the SETTINGS every peer draft keys on, and remembers our bidirectional
     WebTransport streams.
 
     ``limits`` is the WebTransport-level credit advertised to the peer; sessions renew it
-    from there.
+    from there. ``max_sessions`` is what a server announces as WT_MAX_SESSIONS.
     """
 
-    def __init__(self, quic: QuicConnection, limits: FlowControlLimits) -> None:
+    def __init__(
+        self, quic: QuicConnection, limits: FlowControlLimits, *, max_sessions: int = MAX_SESSIONS
+    ) -> None:
         self.limits = limits
+        self.max_sessions = max_sessions
+        """Announced in SETTINGS; the server adapter refuses CONNECTs beyond it."""
         super().__init__(quic, enable_webtransport=True)
 
     def _get_local_settings(self) -> dict[int, int]:
@@ -33,7 +41,7 @@ class WebTransportH3Connection(H3Connection):
             del settings[Setting.ENABLE_CONNECT_PROTOCOL]
             settings.update(client_settings(self.limits))
         else:
-            settings.update(server_settings(self.limits, max_sessions=self.limits.max_streams_bidi))
+            settings.update(server_settings(self.limits, max_sessions=self.max_sessions))
         return settings
 
     def create_webtransport_stream(self, session_id: int, is_unidirectional: bool = False) -> int:

@@ -110,6 +110,10 @@ class RawWebTransportServer(QuicConnectionProtocol):
         self.uni_echo: dict[int, int] = {}
         self.parser = CapsuleParser()
         self.session_finished = False
+        self.credit_queue: list[int] = []
+        """Sizes of the streams /credit still has to send, within the client's credit."""
+        self.credit_stream: int | None = None
+        self.credit_sent = self.credit_opened = 0
         record.protocols.append(self)
 
     def quic_event_received(self, event: QuicEvent) -> None:
@@ -132,6 +136,8 @@ class RawWebTransportServer(QuicConnectionProtocol):
             self.record.stops.append((event.stream_id, event.error_code))
         for h3_event in self.h3.handle_event(event):
             self.h3_event_received(h3_event)
+        if self.credit_queue:
+            self.send_within_credit()
 
     def h3_event_received(self, event: Any) -> None:
         assert self.h3 is not None
@@ -139,6 +145,7 @@ class RawWebTransportServer(QuicConnectionProtocol):
             self.connect_received(event)
         elif isinstance(event, DataReceived) and event.stream_id == self.session:
             self.record.capsules.extend(self.parser.feed(event.data))
+            self.send_within_credit()
             if event.stream_ended:
                 self.record.connect_fin.set()
                 if not self.session_finished:
@@ -185,13 +192,45 @@ class RawWebTransportServer(QuicConnectionProtocol):
             quic.send_stream_data(uni, bytes(BIG_STREAM))
             self.record.flood_stream = uni
         elif self.path == b"/credit":
-            for size in (CREDIT_DATA, *[1] * CREDIT_STREAMS):
-                uni = self.h3.create_webtransport_stream(stream_id, is_unidirectional=True)
-                quic.send_stream_data(uni, bytes(size), end_stream=True)
+            self.credit_queue = [CREDIT_DATA, *[1] * CREDIT_STREAMS]
+            self.send_within_credit()
         elif self.path == b"/flood":
             uni = self.h3.create_webtransport_stream(stream_id, is_unidirectional=True)
             quic.send_stream_data(uni, bytes(FLOOD_SIZE), end_stream=True)
             self.record.flood_stream = uni
+
+    def send_within_credit(self) -> None:
+        """Send what /credit has left as far as the client's WebTransport credit (its
+        SETTINGS, then its WT_MAX_DATA / WT_MAX_STREAMS) allows."""
+        assert self.h3 is not None
+        settings = self.h3.received_settings
+        if settings is None:
+            return  # the CONNECT overtook the client's SETTINGS; they are on the way
+        data_limit, uni_limit = settings[0x2B61], settings[0x2B64]
+        for capsule in self.record.capsules:
+            if isinstance(capsule, MaxData):
+                data_limit = max(data_limit, capsule.maximum)
+            elif isinstance(capsule, MaxStreams) and not capsule.bidirectional:
+                uni_limit = max(uni_limit, capsule.maximum)
+        while self.credit_queue and self.session is not None:
+            if self.credit_stream is None:
+                if self.credit_opened >= uni_limit:
+                    return
+                self.credit_opened += 1
+                self.credit_stream = self.h3.create_webtransport_stream(
+                    self.session, is_unidirectional=True
+                )
+            size = self.credit_queue[0]
+            part = min(size, data_limit - self.credit_sent)
+            if part < size and not part:
+                return
+            self._quic.send_stream_data(self.credit_stream, bytes(part), end_stream=part == size)
+            self.credit_sent += part
+            if part == size:
+                self.credit_queue.pop(0)
+                self.credit_stream = None
+            else:
+                self.credit_queue[0] -= part
 
     def stream_received(self, event: WebTransportStreamDataReceived) -> None:
         assert self.h3 is not None

@@ -1,0 +1,220 @@
+"""WebTransport's own flow control (draft-07 and later): the arithmetic of both directions.
+
+On top of QUIC's credit, each session has a cumulative byte count over all its streams'
+payload (WT_MAX_DATA) and a cumulative count of streams per direction (WT_MAX_STREAMS).
+Each endpoint grants the other an initial amount in its SETTINGS and raises it with
+capsules on the CONNECT stream.
+
+:class:`LocalCredit` is what we grant the peer: renewed as the application consumes, and
+checked against what the peer actually sends, so that a peer over it gets
+WT_FLOW_CONTROL_ERROR. :class:`PeerCredit` is what the peer grants us: the sender asks it
+how much it may send and whether it may open a stream, and it says when to tell the peer
+that we are blocked (WT_DATA_BLOCKED / WT_STREAMS_BLOCKED), once per limit.
+
+Both are plain counters: the caller moves the capsules and decides what waiting means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .capsules import DataBlocked, MaxData, MaxStreams, StreamsBlocked
+from .errors import WT_FLOW_CONTROL_ERROR, ProtocolError
+from .settings import (
+    SETTINGS_WT_INITIAL_MAX_DATA,
+    SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI,
+    SETTINGS_WT_INITIAL_MAX_STREAMS_UNI,
+    Draft,
+    FlowControlLimits,
+    uses_flow_control,
+)
+
+_INITIAL_SETTINGS = (
+    SETTINGS_WT_INITIAL_MAX_DATA,
+    SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI,
+    SETTINGS_WT_INITIAL_MAX_STREAMS_UNI,
+)
+
+
+class FlowControlError(ProtocolError):
+    """The peer sent more data or opened more streams than we granted it; the draft
+    closes the session with WT_FLOW_CONTROL_ERROR."""
+
+    http3_code = WT_FLOW_CONTROL_ERROR
+
+
+def _direction(unidirectional: bool) -> str:
+    return "unidirectional" if unidirectional else "bidirectional"
+
+
+class LocalCredit:
+    """The credit we grant the peer in one session, renewed by half-windows.
+
+    A grant is always "consumed + window": once half of a window is used, the next
+    capsule slides it, so a peer that keeps to its credit never stalls while the
+    application keeps reading, and never has more than a window unread.
+    """
+
+    def __init__(self, limits: FlowControlLimits, *, enabled: bool = True) -> None:
+        self.limits = limits
+        self.enabled = enabled
+        """False for draft-02 peers: nothing was granted, so nothing is checked or renewed."""
+        self.data_received = 0
+        self.data_consumed = 0
+        self.data_granted = limits.max_data
+        self.streams_opened = {False: 0, True: 0}
+        """Peer streams seen so far, by ``unidirectional``."""
+        self.streams_retired = {False: 0, True: 0}
+        self.streams_granted = {False: limits.max_streams_bidi, True: limits.max_streams_uni}
+
+    def receive_data(self, size: int) -> None:
+        """``size`` payload bytes arrived on a stream of the session."""
+        if not self.enabled:
+            return
+        self.data_received += size
+        if self.data_received > self.data_granted:
+            raise FlowControlError(
+                f"the peer sent {self.data_received} bytes on the session's streams; "
+                f"WT_MAX_DATA allowed {self.data_granted}"
+            )
+
+    def open_stream(self, *, unidirectional: bool) -> None:
+        """The peer opened a stream of the session."""
+        if not self.enabled:
+            return
+        opened = self.streams_opened[unidirectional] + 1
+        self.streams_opened[unidirectional] = opened
+        if opened > self.streams_granted[unidirectional]:
+            raise FlowControlError(
+                f"the peer opened {opened} {_direction(unidirectional)} streams; "
+                f"WT_MAX_STREAMS allowed {self.streams_granted[unidirectional]}"
+            )
+
+    def consume_data(self, size: int) -> MaxData | None:
+        """``size`` received bytes are done with; the capsule to send, if any."""
+        if not self.enabled or not size:
+            return None
+        self.data_consumed += size
+        window = self.limits.max_data
+        granted = self.data_consumed + window
+        if 2 * (self.data_granted - self.data_consumed) > window or granted <= self.data_granted:
+            return None
+        self.data_granted = granted
+        return MaxData(granted)
+
+    def retire_stream(self, *, unidirectional: bool) -> MaxStreams | None:
+        """A peer stream is done with, so the peer may open another; the capsule to send."""
+        if not self.enabled:
+            return None
+        retired = self.streams_retired[unidirectional] + 1
+        self.streams_retired[unidirectional] = retired
+        window = self.limits.max_streams_uni if unidirectional else self.limits.max_streams_bidi
+        current = self.streams_granted[unidirectional]
+        granted = retired + window
+        if 2 * (current - retired) > window or granted <= current:
+            return None
+        self.streams_granted[unidirectional] = granted
+        return MaxStreams(not unidirectional, granted)
+
+
+class PeerCredit:
+    """The credit the peer grants us in one session; ``None`` limits are unlimited.
+
+    Limits start from the peer's SETTINGS and only grow with its WT_MAX_DATA and
+    WT_MAX_STREAMS capsules. A peer of draft-02, or one that sent none of the initial
+    flow-control SETTINGS, does not do WebTransport flow control: we are unlimited. One
+    that sent some of them grants 0 for those it left out, as the draft's defaults say.
+    """
+
+    def __init__(
+        self, max_data: int | None, max_streams_bidi: int | None, max_streams_uni: int | None
+    ) -> None:
+        self.max_data = max_data
+        self.max_streams = {False: max_streams_bidi, True: max_streams_uni}
+        """By ``unidirectional``."""
+        self.data_sent = 0
+        self.streams_opened = {False: 0, True: 0}
+        self._data_blocked_at: int | None = None
+        self._streams_blocked_at: dict[bool, int | None] = {False: None, True: None}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[int, int], draft: Draft) -> PeerCredit:
+        if not uses_flow_control(draft) or not any(key in settings for key in _INITIAL_SETTINGS):
+            return cls(None, None, None)
+        return cls(
+            settings.get(SETTINGS_WT_INITIAL_MAX_DATA, 0),
+            settings.get(SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI, 0),
+            settings.get(SETTINGS_WT_INITIAL_MAX_STREAMS_UNI, 0),
+        )
+
+    @property
+    def limited(self) -> bool:
+        return self.max_data is not None
+
+    # --- data -----------------------------------------------------------------------
+
+    def sendable(self, size: int) -> int:
+        """How many of ``size`` payload bytes may be sent now."""
+        if self.max_data is None:
+            return size
+        return max(0, min(size, self.max_data - self.data_sent))
+
+    def send_data(self, size: int) -> None:
+        """``size`` payload bytes were handed to QUIC (no more than :meth:`sendable`)."""
+        if size > self.sendable(size):
+            raise ValueError(f"{size} bytes exceed the peer's remaining WT_MAX_DATA credit")
+        self.data_sent += size
+
+    def data_blocked(self) -> DataBlocked | None:
+        """WT_DATA_BLOCKED to send now that a sender waits: once per limit."""
+        limit = self.max_data
+        if limit is None or self.data_sent < limit or self._data_blocked_at == limit:
+            return None
+        self._data_blocked_at = limit
+        return DataBlocked(limit)
+
+    # --- streams --------------------------------------------------------------------
+
+    def may_open(self, *, unidirectional: bool) -> bool:
+        limit = self.max_streams[unidirectional]
+        return limit is None or self.streams_opened[unidirectional] < limit
+
+    def open_stream(self, *, unidirectional: bool) -> None:
+        if not self.may_open(unidirectional=unidirectional):
+            raise ValueError(
+                f"the peer allows no more {_direction(unidirectional)} streams (WT_MAX_STREAMS)"
+            )
+        self.streams_opened[unidirectional] += 1
+
+    def streams_blocked(self, *, unidirectional: bool) -> StreamsBlocked | None:
+        """WT_STREAMS_BLOCKED to send now that an open waits: once per limit."""
+        limit = self.max_streams[unidirectional]
+        if (
+            limit is None
+            or self.streams_opened[unidirectional] < limit
+            or self._streams_blocked_at[unidirectional] == limit
+        ):
+            return None
+        self._streams_blocked_at[unidirectional] = limit
+        return StreamsBlocked(not unidirectional, limit)
+
+    # --- the peer's grants ----------------------------------------------------------
+
+    def grant(self, capsule: MaxData | MaxStreams) -> bool:
+        """Apply a WT_MAX_DATA or WT_MAX_STREAMS; True if it gave us more credit.
+
+        Limits never shrink: a capsule below the current limit (for instance below the
+        initial SETTINGS) changes nothing. A peer without flow control that sends one
+        anyway stays unlimited.
+        """
+        if isinstance(capsule, MaxData):
+            if self.max_data is None or capsule.maximum <= self.max_data:
+                return False
+            self.max_data = capsule.maximum
+            return True
+        unidirectional = not capsule.bidirectional
+        limit = self.max_streams[unidirectional]
+        if limit is None or capsule.maximum <= limit:
+            return False
+        self.max_streams[unidirectional] = capsule.maximum
+        return True
