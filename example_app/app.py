@@ -31,7 +31,11 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from starlette_webtransport.broadcast import Delivery, default_broadcast
+from starlette_webtransport.broadcast import (
+    BackendUnavailableError,
+    Delivery,
+    default_broadcast,
+)
 from starlette_webtransport.session import (
     StreamError,
     StreamType,
@@ -122,7 +126,10 @@ async def _relay_stream(
 
 
 async def room_members(request: Request) -> JSONResponse:
-    members = await default_broadcast().members(f"room:{request.path_params['room']}")
+    try:
+        members = await default_broadcast().members(f"room:{request.path_params['room']}")
+    except BackendUnavailableError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=503)
     return JSONResponse([{"id": m.member_id, "node": m.node, "data": m.data} for m in members])
 
 

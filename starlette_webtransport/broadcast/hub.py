@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
@@ -45,7 +46,9 @@ class Broadcast:
     """Groups of sessions on one backend URL (``memory://`` or ``redis://host:port/db``).
 
     ``policies`` overrides the per delivery kind :class:`DeliveryPolicy`;
-    ``presence_ttl`` bounds how long a member of a dead process stays listed.
+    ``presence_ttl`` bounds how long a member of a dead process stays listed. The URL
+    may carry it too (``redis://host:6379/0?presence_ttl=5``), so a deployment sets it
+    where it sets the URL (``--broadcast``).
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class Broadcast:
         policies: Mapping[Delivery, DeliveryPolicy] | None = None,
         presence_ttl: float = DEFAULT_PRESENCE_TTL,
     ) -> None:
+        url, presence_ttl = _ttl_from_url(url, presence_ttl)
         if presence_ttl <= 0:
             raise ValueError(f"presence_ttl must be positive, got {presence_ttl}")
         self.url = url
@@ -266,6 +270,22 @@ class Broadcast:
         task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _ttl_from_url(url: str, default: float) -> tuple[str, float]:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ttls = [value for name, value in query if name == "presence_ttl"]
+    if not ttls:
+        return url, default
+    try:
+        ttl = float(ttls[-1])
+    except ValueError:
+        raise ValueError(f"presence_ttl={ttls[-1]!r} in {url!r} is not a number") from None
+    rest = urlencode([(name, value) for name, value in query if name != "presence_ttl"])
+    if not parts.netloc:  # memory://?presence_ttl=...
+        return f"{parts.scheme}://", ttl
+    return urlunsplit(parts._replace(query=rest)), ttl
 
 
 def _encode(

@@ -45,6 +45,8 @@ PUBLISH_BATCH = 512
 """Envelopes sent per pipeline round trip."""
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 """Seconds between attempts to reach Redis again; the last repeats."""
+STARTUP_WAIT = 3.0
+"""Seconds ``start()`` waits for the first connection attempt."""
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
@@ -68,6 +70,7 @@ class RedisBackend:
         self._up = False
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh_now = asyncio.Event()
+        self._attempted = asyncio.Event()
 
     def _channel(self, group: str) -> str:
         return f"{self.prefix}group:{group}"
@@ -80,14 +83,20 @@ class RedisBackend:
 
     async def start(self, receiver: Receiver) -> None:
         self._receiver = receiver
+        self._pending, self._refresh_now, self._attempted = (asyncio.Event() for _ in range(3))
         self._client = aioredis.Redis.from_url(
-            self.url, socket_connect_timeout=2.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 0)
+            self.url, socket_connect_timeout=2.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 1)
         )
         self._tasks = [
             asyncio.create_task(self._listen(), name="broadcast redis listener"),
             asyncio.create_task(self._publish_loop(), name="broadcast redis publisher"),
             asyncio.create_task(self._refresh_loop(), name="broadcast redis presence"),
         ]
+        # The first members' presence should reach Redis, not wait for a refresh; a
+        # Redis that is down at startup is logged and retried, it does not block.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STARTUP_WAIT):
+                await self._attempted.wait()
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -143,7 +152,7 @@ class RedisBackend:
                     await pipe.execute()
             except _ERRORS as exc:
                 self.dropped += len(batch)
-                self._lost(exc)
+                self._failed("publish", exc)
 
     async def _listen(self) -> None:
         attempt = 0
@@ -156,21 +165,28 @@ class RedisBackend:
                     *(self._channel(group) for group in self._groups),
                 )
                 self._pubsub = pubsub
-                if not self._up:
-                    if attempt:
-                        log.warning(
-                            "broadcast: Redis at %s is back; resubscribed to %d group(s)",
-                            self.url,
-                            len(self._groups),
-                        )
-                    self._up = True
-                    self._refresh_now.set()
+                self._up = True
+                # Groups joined while that subscribe was in flight; from here on
+                # subscribe() reaches this pubsub directly.
+                if self._groups:
+                    await pubsub.subscribe(*(self._channel(group) for group in self._groups))
+                if attempt:
+                    log.warning(
+                        "broadcast: Redis at %s is back; resubscribed to %d group(s)",
+                        self.url,
+                        len(self._groups),
+                    )
+                self._refresh_now.set()
+                self._attempted.set()
                 attempt = 0
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message["type"] == "message":
                         self._dispatch(message["channel"], message["data"])
             except _ERRORS as exc:
+                if not self._attempted.is_set():
+                    log.error("broadcast: cannot reach Redis at %s: %s; retrying", self.url, exc)
+                self._attempted.set()
                 self._lost(exc)
             finally:
                 self._pubsub = None
@@ -179,7 +195,13 @@ class RedisBackend:
             await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
             attempt += 1
 
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """A command failed. Whether Redis is up is the listener's call (its connection
+        sees a loss first and logs it once); this only says what was not done."""
+        log.debug("broadcast: could not %s on Redis at %s: %s", what, self.url, exc)
+
     def _lost(self, exc: BaseException) -> None:
+        """The listener's connection failed: Redis is down until it reconnects."""
         if self._up:
             log.error(
                 "broadcast: lost Redis at %s (%s: %s); local members still receive local "
@@ -209,7 +231,7 @@ class RedisBackend:
             try:
                 await self._write_presence([info])
             except _ERRORS as exc:
-                self._lost(exc)
+                self._failed("record a join", exc)
 
     async def remove_member(self, info: MemberInfo) -> bool:
         self._local.pop((info.group, info.member_id), None)
@@ -222,7 +244,7 @@ class RedisBackend:
                 pipe.hdel(self._info_key(info.group), info.member_id)
                 removed, _ = await pipe.execute()
         except _ERRORS as exc:
-            self._lost(exc)
+            self._failed("record a leave", exc)
             return True
         return bool(removed)
 
@@ -238,7 +260,7 @@ class RedisBackend:
                 return []
             infos = cast(list[bytes | None], await self._client.hmget(self._info_key(group), ids))
         except _ERRORS as exc:
-            self._lost(exc)
+            self._failed("list members", exc)
             raise BackendUnavailableError(f"Redis at {self.url} is unreachable: {exc}") from exc
         return [MEMBER_DECODER.decode(data) for data in infos if data is not None]
 
@@ -273,7 +295,7 @@ class RedisBackend:
                 for group in list(self._groups):
                     await self._expire(group)
             except _ERRORS as exc:
-                self._lost(exc)
+                self._failed("refresh presence", exc)
 
     async def _expire(self, group: str) -> None:
         """Remove members whose node stopped refreshing them, and announce each leave

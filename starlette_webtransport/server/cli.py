@@ -36,6 +36,7 @@ class ServeSettings:
     log_level: str = "info"
     root_path: str = ""
     graceful_timeout: float = 5.0
+    broadcast: str | None = None
 
 
 def _integer(text: str) -> int:
@@ -91,6 +92,12 @@ def _flag(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
 
 
+def _broadcast_url(text: str) -> str:
+    if not text.startswith(("memory://", "redis://", "rediss://")):
+        raise ValueError(f"{text!r} is not memory:// or redis://host:port/db")
+    return text
+
+
 def _hosts(text: str) -> tuple[str, ...]:
     return tuple(host.strip() for host in text.split(",") if host.strip())
 
@@ -107,6 +114,7 @@ _ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "log_level": ("LOG_LEVEL", _log_level),
     "root_path": ("ROOT_PATH", str),
     "graceful_timeout": ("GRACEFUL_TIMEOUT", _seconds),
+    "broadcast": ("BROADCAST", _broadcast_url),
 }
 """Setting name -> (environment variable suffix, parser)."""
 
@@ -181,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds sessions get to finish after SIGTERM before they are closed (5)",
     )
+    serve.add_argument(
+        "--broadcast",
+        type=_argparse_type(_broadcast_url),
+        metavar="URL",
+        help="rooms' backend: memory:// (default, one process) or redis://host:port/db",
+    )
     serve.set_defaults(handler=_serve, parser=serve)
 
     cert = commands.add_parser(
@@ -244,6 +258,14 @@ def serve_settings(
 
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     settings = serve_settings(args, os.environ, parser)
+    if settings.workers > 1 and not (settings.broadcast or "").startswith("redis"):
+        print(
+            f"starlette-webtransport: warning: with {settings.workers} workers and the "
+            "memory:// broadcast backend, groups (rooms) are per process: members in "
+            "different workers do not see each other; use --broadcast redis://host:port/db",
+            file=sys.stderr,
+        )
+    broadcast = {"broadcast": settings.broadcast} if settings.broadcast is not None else {}
     from hypercorn.utils import NoAppError
 
     from .serve import run
@@ -261,6 +283,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             log_level=settings.log_level,
             root_path=settings.root_path,
             graceful_timeout=settings.graceful_timeout,
+            **broadcast,
         )
     except NoAppError as exc:
         print(f"starlette-webtransport: error: {exc}", file=sys.stderr)
