@@ -8,6 +8,13 @@ is echoed on the same stream and finished when the client finishes it; every cli
 unidirectional stream, once it ends, is sent back on a new server unidirectional stream;
 every datagram is echoed as a datagram.
 
+``/rooms/{room}`` is a room, with a contract other checks rely on too: every datagram a
+member sends is delivered as a datagram to every *other* member of the room, in every
+worker and every server that shares the broadcast URL (``--broadcast``); every
+unidirectional stream a member opens is, once it ends, delivered to every other member
+on a new server unidirectional stream with the same bytes; the sender gets neither back.
+``GET /rooms/{room}/members`` lists the room's members on every node, as JSON.
+
 ``/structured`` answers typed messages (msgspec Structs in the structured wire format) and
 answers an invalid message with an ``Error`` message instead of dropping the stream.
 """
@@ -19,15 +26,24 @@ from pathlib import Path
 
 import msgspec
 from starlette.applications import Starlette
-from starlette.responses import FileResponse
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from starlette_webtransport.broadcast import (
+    BackendUnavailableError,
+    Delivery,
+    default_broadcast,
+)
 from starlette_webtransport.session import (
+    StreamError,
     StreamType,
+    WebTransportReceiveStream,
     WebTransportSession,
     WebTransportStream,
 )
+from starlette_webtransport.session.constants import STREAM_REFUSED_CODE
 from starlette_webtransport.starlette import (
     WebTransportRoute,
     enable_webtransport,
@@ -67,6 +83,58 @@ async def _echo_stream(session: WebTransportSession, stream: StreamType) -> None
     async for chunk in stream:
         await stream.write(chunk)
     await stream.close()
+
+
+ROOM_MESSAGE_LIMIT = 64 * 1024
+"""Largest unidirectional stream a room relays; a longer one is stopped, not buffered."""
+ROOM_MESSAGE_TOO_LARGE = 0x10D
+"""STOP_SENDING code for a stream over :data:`ROOM_MESSAGE_LIMIT`."""
+
+
+async def room(session: WebTransportSession) -> None:
+    await session.accept()
+    hub = default_broadcast()
+    group = f"room:{session.path_params['room']}"
+    await hub.join(group, session)  # and leaves when the session ends
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(_relay_datagrams(session, group))
+        async for stream in session.incoming_streams():
+            if isinstance(stream, WebTransportStream):  # not part of a room's contract
+                await stream.stop_sending(STREAM_REFUSED_CODE)
+                await stream.reset(STREAM_REFUSED_CODE)
+            else:
+                tasks.create_task(_relay_stream(session, group, stream))
+
+
+async def _relay_datagrams(session: WebTransportSession, group: str) -> None:
+    hub = default_broadcast()
+    async for data in session.datagrams:
+        await hub.publish(group, data, delivery=Delivery.DATAGRAM, exclude=session)
+
+
+async def _relay_stream(
+    session: WebTransportSession, group: str, stream: WebTransportReceiveStream
+) -> None:
+    message = bytearray()
+    try:
+        while chunk := await stream.read(ROOM_MESSAGE_LIMIT + 1 - len(message)):
+            message += chunk
+            if len(message) > ROOM_MESSAGE_LIMIT:
+                await stream.stop_sending(ROOM_MESSAGE_TOO_LARGE)
+                return
+    except StreamError:  # the sender reset it: nothing to relay, and the room goes on
+        return
+    await default_broadcast().publish(
+        group, bytes(message), delivery=Delivery.UNI_STREAM, exclude=session
+    )
+
+
+async def room_members(request: Request) -> JSONResponse:
+    try:
+        members = await default_broadcast().members(f"room:{request.path_params['room']}")
+    except BackendUnavailableError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=503)
+    return JSONResponse([{"id": m.member_id, "node": m.node, "data": m.data} for m in members])
 
 
 class Hello(msgspec.Struct):
@@ -126,6 +194,8 @@ app = Starlette(
         javascript_mount(),  # /_webtransport/js/webtransport.js: connect() for the page
         WebTransportRoute("/echo", echo),
         WebTransportRoute("/structured", structured),
+        WebTransportRoute("/rooms/{room}", room),
+        Route("/rooms/{room}/members", room_members),
     ]
 )
 enable_webtransport(app)

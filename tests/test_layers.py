@@ -16,6 +16,7 @@ LAYERS = {
     "starlette_webtransport.structured": {"server", "session", "starlette", "client"},
     "starlette_webtransport.starlette": {"server", "client"},
     "starlette_webtransport.transport": {"server", "session", "structured", "starlette", "client"},
+    "starlette_webtransport.broadcast": {"server", "starlette", "client", "testing"},
 }
 
 
@@ -32,6 +33,10 @@ def test_layer_imports_alone(module: str) -> None:
     loaded = loaded_after_import(module)
     above = {f"starlette_webtransport.{name}" for name in LAYERS[module]}
     assert not above & loaded
+
+
+def test_broadcast_loads_redis_only_for_a_redis_url() -> None:
+    assert "redis" not in loaded_after_import("starlette_webtransport.broadcast")
 
 
 def test_protocol_core_is_sans_io() -> None:

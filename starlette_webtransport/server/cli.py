@@ -38,6 +38,7 @@ class ServeSettings:
     root_path: str = ""
     graceful_timeout: float = 5.0
     limits: Limits = field(default_factory=Limits)
+    broadcast: str | None = None
 
 
 def _integer(text: str) -> int:
@@ -110,6 +111,12 @@ def _flag(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
 
 
+def _broadcast_url(text: str) -> str:
+    if not text.startswith(("memory://", "redis://", "rediss://")):
+        raise ValueError(f"{text!r} is not memory:// or redis://host:port/db")
+    return text
+
+
 def _hosts(text: str) -> tuple[str, ...]:
     return tuple(host.strip() for host in text.split(",") if host.strip())
 
@@ -130,6 +137,7 @@ _ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "pending_timeout": ("PENDING_TIMEOUT", _seconds),
     "receive_memory": ("RECEIVE_MEMORY", _size),
     "udp_buffer": ("UDP_BUFFER", _size),
+    "broadcast": ("BROADCAST", _broadcast_url),
 }
 """Setting name -> (environment variable suffix, parser)."""
 
@@ -240,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="SO_RCVBUF and SO_SNDBUF for the UDP socket; 0 keeps the kernel's (4M)",
     )
+    serve.add_argument(
+        "--broadcast",
+        type=_argparse_type(_broadcast_url),
+        metavar="URL",
+        help="rooms' backend: memory:// (default, one process) or redis://host:port/db",
+    )
     serve.set_defaults(handler=_serve, parser=serve)
 
     cert = commands.add_parser(
@@ -308,6 +322,14 @@ def serve_settings(
 
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     settings = serve_settings(args, os.environ, parser)
+    if settings.workers > 1 and not (settings.broadcast or "").startswith("redis"):
+        print(
+            f"starlette-webtransport: warning: with {settings.workers} workers and the "
+            "memory:// broadcast backend, groups (rooms) are per process: members in "
+            "different workers do not see each other; use --broadcast redis://host:port/db",
+            file=sys.stderr,
+        )
+    broadcast = {"broadcast": settings.broadcast} if settings.broadcast is not None else {}
     from hypercorn.utils import NoAppError
 
     from .serve import run
@@ -326,6 +348,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             root_path=settings.root_path,
             graceful_timeout=settings.graceful_timeout,
             limits=settings.limits,
+            **broadcast,
         )
     except NoAppError as exc:
         print(f"starlette-webtransport: error: {exc}", file=sys.stderr)

@@ -218,6 +218,7 @@ async def serve(
     config: Config | None = None,
     publish_certificate_hash: bool | None = None,
     limits: Limits | None = None,
+    broadcast: str | None = None,
     **hypercorn_options: Any,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns (default: SIGINT or SIGTERM).
@@ -231,8 +232,17 @@ async def serve(
     to drain (WT_DRAIN_SESSION to the peer, ``webtransport.drain`` to the app); sessions
     still open after ``graceful_timeout`` are closed, then hypercorn stops. ``limits``
     bound what peers can make the server hold (``docs/reliability.md``).
+
+    ``broadcast`` (``memory://`` or ``redis://host:port/db``) configures the process's
+    default hub, ``starlette_webtransport.broadcast.default_broadcast()``, which rooms use
+    (``docs/broadcast.md``); ``run()`` passes it on to every worker.
     """
     install()
+    hub = None
+    if broadcast is not None:
+        from ..broadcast import configure  # only servers with rooms load the layer
+
+        hub = configure(broadcast)
     hosts = [host] if isinstance(host, str) else list(host)
     if config is None:
         config = build_config(
@@ -284,6 +294,8 @@ async def serve(
     finally:
         if rotation is not None:
             rotation.cancel()
+        if hub is not None:
+            await hub.close()
 
 
 def _format(address: Any) -> str:
