@@ -68,6 +68,16 @@ HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def comparisons_of(servers: list[str]) -> list[tuple[str, str]]:
+    """The fixed comparisons among ``servers``, and this checkout against each other one."""
+    found = [(a, b) for a, b in COMPARISONS if a in servers and b in servers]
+    for kind in servers:
+        base = kind.partition("@")[0]
+        if kind != base and base in servers:
+            found.append((base, kind))
+    return found
+
+
 def core_pair() -> tuple[int, int] | None:
     """With two or more cores, servers run on one and load clients on another: left alone,
     the scheduler tends to wake a loopback peer on the waker's core, so server and client
@@ -227,27 +237,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+TREES: dict[str, Path] = {}
+"""Other checkouts to measure beside this one (``--tree NAME=PATH``, servers ``KIND@NAME``):
+the only way to see what one change gains on a machine whose load drifts between runs."""
+
+
 def server_command(
     kind: str, work: Path, *, workers: int = 1, profile_dir: Path | None, trace: bool = False
-) -> tuple[list[str], list[str]]:
-    """The server's command line and the load client's extra arguments."""
+) -> tuple[list[str], list[str], Path]:
+    """The server's command line, the load client's extra arguments and the checkout."""
     certfile, keyfile = certificate_files(work)
+    kind, _, tree = kind.partition("@")
+    root = TREES[tree] if tree else ROOT
     if kind == "full" and profile_dir is None and not trace:
         command = [sys.executable, "-m", "starlette_webtransport", "serve", "example_app.app:app"]
         command += ["--host", HOST, "--port", "0", "--certfile", certfile, "--keyfile", keyfile]
-        return [*command, "--workers", str(workers)], ["--path", "/echo"]
+        return [*command, "--workers", str(workers)], ["--path", "/echo"], root
     if kind == "pywebtransport21":
         if not PWT21_PYTHON.exists():
             raise FileNotFoundError(f"{PWT21_PYTHON} missing: run scripts/setup-pywebtransport21")
         script = str(HERE / "server_pwt21.py")
         options = ["--port", str(free_port()), "--certfile", certfile, "--keyfile", keyfile]
-        return [str(PWT21_PYTHON), script, *options], ["--draft15"]
-    command = [sys.executable, str(HERE / "servers.py"), PROFILED.get(kind, kind)]
+        return [str(PWT21_PYTHON), script, *options], ["--draft15"], root
+    command = [sys.executable, str(root / "bench" / "servers.py"), PROFILED.get(kind, kind)]
     if profile_dir is not None:
         command += ["--profile", str(profile_dir)]
     if trace:
         command.append("--tracemalloc")
-    return command, ["--path", "/echo"] if kind in PROFILED else []
+    return command, ["--path", "/echo"] if kind in PROFILED else [], root
 
 
 def ready_port(line: str) -> int | None:
@@ -289,7 +306,7 @@ class ServerUnderTest:
         if self.profile_dir is not None:
             self.profile_dir.mkdir()
         try:
-            command, self.client_args = server_command(
+            command, self.client_args, root = server_command(
                 kind, work, workers=workers, profile_dir=self.profile_dir, trace=trace
             )
         except FileNotFoundError as exc:
@@ -303,7 +320,8 @@ class ServerUnderTest:
             command,
             stdout=subprocess.PIPE,
             stderr=self.log,
-            cwd=ROOT,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
             start_new_session=True,
             bufsize=0,
         )
@@ -485,7 +503,7 @@ def print_table(
     attribute: str,
     unit_of: Callable[[Scenario], str],
 ) -> None:
-    comparisons = [(a, b) for a, b in COMPARISONS if a in servers and b in servers]
+    comparisons = comparisons_of(servers)
     headers = ["scenario", "unit", *servers, *(f"{a}/{b}" for a, b in comparisons)]
     lines = []
     for scenario in rows:
@@ -739,7 +757,20 @@ def run_memory(work: Path, sessions: int) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(DEFAULT_SERVERS))
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=list(DEFAULT_SERVERS),
+        metavar="SERVER",
+        help=f"from {', '.join(SERVERS)}; KIND@NAME runs KIND from a --tree checkout",
+    )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another checkout (e.g. a git worktree of an older commit) to measure beside",
+    )
     parser.add_argument("--rounds", type=int, default=None, help="runs per cell (default 5)")
     parser.add_argument("--duration", type=float, default=1.0, help="seconds per timed run")
     parser.add_argument("--bulk-mib", type=float, default=8.0, help="MiB in the bulk scenario")
@@ -763,6 +794,13 @@ def main() -> int:
         "--sessions", type=int, default=200, help="idle sessions in the memory bench"
     )
     args = parser.parse_args()
+    for tree in args.tree:
+        name, _, path = tree.partition("=")
+        TREES[name] = Path(path).resolve()
+    for kind in args.servers:
+        base, _, tree = kind.partition("@")
+        if base not in SERVERS or (tree and tree not in TREES):
+            parser.error(f"unknown server {kind!r}: {', '.join(SERVERS)}, KIND@NAME with --tree")
 
     rows = scenarios(args.duration, args.bulk_mib)
     if args.only:
@@ -947,8 +985,7 @@ def main() -> int:
                             attribute: paired_ratios(cells[s.name, a], cells[s.name, b], attribute)
                             for attribute in ("rate", "cpu_per_op")
                         }
-                        for a, b in COMPARISONS
-                        if a in servers and b in servers
+                        for a, b in comparisons_of(servers)
                     },
                 }
                 for s in rows

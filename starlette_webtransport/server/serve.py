@@ -318,6 +318,10 @@ def run(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if log_level.lower() != "debug":
+        # aioquic logs three INFO lines per connection: per-session noise that costs a
+        # busy server measurable time (docs/performance.md); ``--log-level debug`` has it.
+        logging.getLogger("quic").setLevel(max(logging.WARNING, logging.getLogger().level))
     if workers > 1 or reload:
         from .supervisor import supervise
 
