@@ -2,6 +2,14 @@
 
     python bench/run.py [--rounds 5] [--duration 1.0] [--json PATH] [--profile SERVER ...]
 
+Servers: ``full`` is what users run, the example app's ``/echo`` (Starlette routing, the
+dispatcher, the session API) served by the CLI; ``asgi`` a raw ASGI app on our server;
+``session`` the session API without Starlette; ``aioquic`` an echo written directly on
+aioquic (the baseline); ``pywebtransport21`` pywebtransport 0.21.1 (Rust/quinn QUIC,
+draft-15, from ``.venv-pwt21``); ``pywebtransport`` 0.8.1 (aioquic-based). After the
+interleaved rounds come ``--workers 1`` against ``2`` for setups and small streams, and our
+memory per idle session beyond aioquic's (``--no-scaling``, ``--no-memory`` skip them).
+
 Starts every server under test in its own process (``bench/servers.py``) and one load
 client per server in another (``bench/loadclient.py``, the same aioquic code for all), so
 a server never shares its process, or its core's time slices, with the load it serves.
@@ -26,6 +34,7 @@ import os
 import platform
 import selectors
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,15 +49,33 @@ from typing import IO, Any
 from profiling import Profile, compare, report
 
 HERE = Path(__file__).resolve().parent
-SERVERS = ("ours", "ours-session", "aioquic", "pywebtransport")
+ROOT = HERE.parent
+SERVERS = ("full", "asgi", "session", "aioquic", "pywebtransport21", "pywebtransport")
+DEFAULT_SERVERS = ("full", "asgi", "aioquic", "pywebtransport21", "pywebtransport")
+PROFILED = {"full": "example"}
+"""The CLI cannot be profiled from outside; ``example`` is the same app on ``serve()``."""
 BASELINE = "aioquic"
 COMPARISONS = (
-    ("ours", "aioquic"),
-    ("ours-session", "aioquic"),
-    ("ours", "pywebtransport"),
-    ("ours-session", "pywebtransport"),
+    ("full", "aioquic"),
+    ("asgi", "aioquic"),
+    ("session", "aioquic"),
+    ("full", "pywebtransport21"),
+    ("asgi", "pywebtransport21"),
+    ("full", "pywebtransport"),
 )
+PWT21_PYTHON = ROOT / ".venv-pwt21" / "bin" / "python"
+HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def comparisons_of(servers: list[str]) -> list[tuple[str, str]]:
+    """The fixed comparisons among ``servers``, and this checkout against each other one."""
+    found = [(a, b) for a, b in COMPARISONS if a in servers and b in servers]
+    for kind in servers:
+        base = kind.partition("@")[0]
+        if kind != base and base in servers:
+            found.append((base, kind))
+    return found
 
 
 def core_pair() -> tuple[int, int] | None:
@@ -120,11 +147,31 @@ def scenarios(duration: float, bulk_mib: float) -> list[Scenario]:
     ]
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants: the CLI's workers with ``--workers N``."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found += process_tree(int(child))
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (psutil is not available)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    """User + system CPU time of a process and its live descendants, from /proc (psutil
+    is not available)."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
 
 
 @dataclass
@@ -176,67 +223,181 @@ def paired_ratios(a: Cell, b: Cell, attribute: str) -> list[float]:
     return ratios
 
 
+def certificate_files(work: Path) -> tuple[str, str]:
+    sys.path.insert(0, str(ROOT))
+    from starlette_webtransport.server.certs import generate_certificate, write_certificate
+
+    certfile, keyfile = write_certificate(generate_certificate(), work)
+    return str(certfile), str(keyfile)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+TREES: dict[str, Path] = {}
+"""Other checkouts to measure beside this one (``--tree NAME=PATH``, servers ``KIND@NAME``):
+the only way to see what one change gains on a machine whose load drifts between runs."""
+
+
+def server_command(
+    kind: str, work: Path, *, workers: int = 1, profile_dir: Path | None, trace: bool = False
+) -> tuple[list[str], list[str], Path]:
+    """The server's command line, the load client's extra arguments and the checkout."""
+    certfile, keyfile = certificate_files(work)
+    kind, _, tree = kind.partition("@")
+    root = TREES[tree] if tree else ROOT
+    if kind == "full" and profile_dir is None and not trace:
+        command = [sys.executable, "-m", "starlette_webtransport", "serve", "example_app.app:app"]
+        command += ["--host", HOST, "--port", "0", "--certfile", certfile, "--keyfile", keyfile]
+        return [*command, "--workers", str(workers)], ["--path", "/echo"], root
+    if kind == "pywebtransport21":
+        if not PWT21_PYTHON.exists():
+            raise FileNotFoundError(f"{PWT21_PYTHON} missing: run scripts/setup-pywebtransport21")
+        script = str(HERE / "server_pwt21.py")
+        options = ["--port", str(free_port()), "--certfile", certfile, "--keyfile", keyfile]
+        return [str(PWT21_PYTHON), script, *options], ["--draft15"], root
+    command = [sys.executable, str(root / "bench" / "servers.py"), PROFILED.get(kind, kind)]
+    if profile_dir is not None:
+        command += ["--profile", str(profile_dir)]
+    if trace:
+        command.append("--tracemalloc")
+    return command, ["--path", "/echo"] if kind in PROFILED else [], root
+
+
+def ready_port(line: str) -> int | None:
+    """The port from a ready line: JSON from bench servers, the CLI's listening banner."""
+    if line.startswith("{"):
+        return int(json.loads(line)["port"])
+    if line.startswith("listening on https://"):
+        return int(line.split()[2].rsplit(":", 1)[1])
+    return None
+
+
 class ServerUnderTest:
-    """One server process and the load-client process that drives it."""
+    """One server process and the load-client processes that drive it."""
 
     def __init__(
-        self, kind: str, work: Path, *, profile: bool, cores: tuple[int, int] | None
+        self,
+        kind: str,
+        work: Path,
+        *,
+        profile: bool,
+        cores: tuple[int, int] | None,
+        workers: int = 1,
+        clients: int = 1,
+        trace: bool = False,
+        label: str | None = None,
     ) -> None:
         self.kind = kind
+        self.label = label or kind
         self.cores = cores
+        self.clients_wanted = clients
         self.error: str | None = None
-        self.profile_dir = work / f"profile-{kind}" if profile else None
+        self.profile_dir = work / f"profile-{self.label}" if profile else None
         self.dumps = 0
-        self.log_path = work / f"{kind}.log"
-        command = [sys.executable, str(HERE / "servers.py"), kind]
+        self.log_path = work / f"{self.label}.log"
+        self.log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.clients: list[subprocess.Popen[str]] = []
+        self.pid = 0
+        self.server: subprocess.Popen[bytes] | None = None
         if self.profile_dir is not None:
             self.profile_dir.mkdir()
-            command += ["--profile", str(self.profile_dir)]
-        self.log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log)
-        if cores is not None:
-            os.sched_setaffinity(self.server.pid, {cores[0]})
-        self.client: subprocess.Popen[str] | None = None
-        self.pid = 0
+        try:
+            command, self.client_args, root = server_command(
+                kind, work, workers=workers, profile_dir=self.profile_dir, trace=trace
+            )
+        except FileNotFoundError as exc:
+            self.error = str(exc)
+            return
+        if cores is not None:  # from the start: threads a server makes inherit it
+            command = ["taskset", "-c", str(cores[0]), *command]
+        # Unbuffered: the CLI prints two lines at once, and a line left in a file object's
+        # buffer would be invisible to read_line's select().
+        self.server = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            start_new_session=True,
+            bufsize=0,
+        )
+        self.pid = self.server.pid  # taskset execs the command: same process
+
+    @property
+    def client(self) -> subprocess.Popen[str] | None:
+        return self.clients[0] if self.clients else None
 
     def start_client(self) -> None:
-        """Wait for the server's ready line, then start a client on its port."""
-        assert self.server.stdout is not None
-        line = read_line(self.server.stdout, STARTUP_TIMEOUT)
-        if not line:
-            self.error = f"did not start: {self.log_tail()}"
+        """Wait for the server's ready line, then start the clients on its port."""
+        if self.server is None:
             return
-        ready = json.loads(line)
-        self.pid = int(ready["pid"])
-        self.client = subprocess.Popen(
-            [sys.executable, str(HERE / "loadclient.py"), "--port", str(ready["port"])],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        if self.cores is not None:
-            os.sched_setaffinity(self.client.pid, {self.cores[1]})
+        assert self.server.stdout is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        port = None
+        while port is None:
+            line = read_line(self.server.stdout, max(0.0, deadline - time.monotonic()))
+            if not line:
+                self.error = f"did not start: {self.log_tail()}"
+                return
+            port = ready_port(line)
+        for _ in range(self.clients_wanted):
+            command = [sys.executable, str(HERE / "loadclient.py"), "--port", str(port)]
+            if self.cores is not None:
+                command = ["taskset", "-c", str(self.cores[1]), *command]
+            client = subprocess.Popen(
+                [*command, *self.client_args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            self.clients.append(client)
 
     def run(self, command: dict[str, Any], *, profile: bool = False) -> dict[str, Any]:
-        """One client command, with the server's CPU time around it."""
-        assert self.client is not None and self.client.stdin and self.client.stdout
+        """One client command (on every client at once), with the server's CPU time over
+        its timed part; ops and packets are summed over the clients, elapsed is the longest."""
+        assert self.clients
+        for client in self.clients:
+            assert client.stdin is not None
+            client.stdin.write(json.dumps(command) + "\n")
+            client.stdin.flush()
+        for client in self.clients:  # {"measuring": true}: connections are open
+            assert client.stdout is not None
+            read_line(client.stdout, SCENARIO_TIMEOUT)
         if profile:
             os.kill(self.pid, signal.SIGUSR1)
-            time.sleep(0.05)
         cpu_before = cpu_seconds(self.pid)
-        self.client.stdin.write(json.dumps(command) + "\n")
-        self.client.stdin.flush()
-        line = read_line(self.client.stdout, SCENARIO_TIMEOUT)
+        lines = []
+        for client in self.clients:
+            assert client.stdout is not None
+            lines.append(read_line(client.stdout, SCENARIO_TIMEOUT))
         time.sleep(0.05)  # let the server finish what the last reply set off
         cpu = cpu_seconds(self.pid) - cpu_before
         if profile:
             os.kill(self.pid, signal.SIGUSR2)
             self.dumps += 1
-        if not line:
+        if not all(lines):
             return {"ok": False, "error": "the load client did not answer in time"}
-        result: dict[str, Any] = json.loads(line)
+        results: list[dict[str, Any]] = [json.loads(line) for line in lines]
+        failed = [r for r in results if not r.get("ok")]
+        result = failed[0] if failed else results[0]
+        for key in ("ops", "packets_from_server", "packets_to_server", "client_cpu"):
+            if key in result:
+                result[key] = sum(r.get(key, 0) for r in results)
+        if "elapsed" in result:
+            result["elapsed"] = max(r["elapsed"] for r in results)
         result["server_cpu"] = cpu
         return result
+
+    def memory(self) -> dict[str, int]:
+        """The server's own memory report (``servers.py --tracemalloc``, on SIGHUP)."""
+        assert self.server is not None and self.server.stdout is not None
+        os.kill(self.pid, signal.SIGHUP)
+        line = read_line(self.server.stdout, SCENARIO_TIMEOUT)
+        return {key: int(value) for key, value in json.loads(line).items()}
 
     def last_profile(self) -> Path | None:
         if self.profile_dir is None:
@@ -256,20 +417,20 @@ class ServerUnderTest:
         return " | ".join(text[-lines:]) or "(no output)"
 
     def stop(self) -> None:
-        if self.client is not None:
-            assert self.client.stdin is not None
-            self.client.stdin.close()
+        for client in self.clients:
+            assert client.stdin is not None
+            client.stdin.close()
             try:
-                self.client.wait(10)
+                client.wait(10)
             except subprocess.TimeoutExpired:
-                self.client.kill()
-                self.client.wait()
-        if self.server.poll() is None:
+                client.kill()
+                client.wait()
+        if self.server is not None and self.server.poll() is None:
             self.server.send_signal(signal.SIGINT)
             try:
                 self.server.wait(15)
             except subprocess.TimeoutExpired:
-                self.server.kill()
+                os.killpg(self.server.pid, signal.SIGKILL)  # its own session: workers too
                 self.server.wait()
         self.log.close()
 
@@ -342,7 +503,7 @@ def print_table(
     attribute: str,
     unit_of: Callable[[Scenario], str],
 ) -> None:
-    comparisons = [(a, b) for a, b in COMPARISONS if a in servers and b in servers]
+    comparisons = comparisons_of(servers)
     headers = ["scenario", "unit", *servers, *(f"{a}/{b}" for a, b in comparisons)]
     lines = []
     for scenario in rows:
@@ -458,12 +619,158 @@ def run_structured() -> str:
     return done.stdout.rstrip()
 
 
+# --- worker scaling and idle memory ---------------------------------------------------
+
+SCALING_CLIENTS = 2
+"""Load-client processes for the scaling runs: one client is one core's worth of load."""
+
+
+def run_scaling(work: Path, duration: float, rounds: int) -> dict[str, Any]:
+    """The full stack with ``--workers 1`` and ``2``, interleaved, unpinned (the workers
+    may use both cores), driven by two load clients at once. Setups are new connections,
+    which SO_REUSEPORT spreads over the workers; small streams use 4 connections per client,
+    16 requests in flight on each."""
+    commands = {
+        "setups": {"scenario": "setups", "duration": duration},
+        "rr-c16": {
+            "scenario": "requests",
+            "duration": duration,
+            "concurrency": 16,
+            "connections": 4,
+        },
+    }
+    units = {"setups": ("sess/s", "ms/sess", 1e3), "rr-c16": ("req/s", "us/req", 1e6)}
+    print(f"\n--workers 1 vs 2 (full stack, {SCALING_CLIENTS} load clients, unpinned)", flush=True)
+    servers = {
+        n: ServerUnderTest(
+            "full",
+            work,
+            profile=False,
+            cores=None,
+            workers=n,
+            clients=SCALING_CLIENTS,
+            label=f"full-w{n}",
+        )
+        for n in (1, 2)
+    }
+    cells = {(name, n): Cell() for name in commands for n in servers}
+    try:
+        for server in servers.values():
+            server.start_client()
+            if server.error is None:
+                for command in commands.values():  # warm-up
+                    server.run({**command, "duration": 0.3})
+        for index in range(rounds):
+            order = [1, 2] if index % 2 == 0 else [2, 1]
+            for name, command in commands.items():
+                for n in order:
+                    if servers[n].error is not None:
+                        continue
+                    scenario = Scenario(name, name, command, *units[name])
+                    outcome = measure(servers[n], scenario, profile=False)
+                    if isinstance(outcome, str):
+                        cells[name, n].error = outcome
+                        cells[name, n].runs.append(None)
+                    else:
+                        cells[name, n].runs.append(outcome)
+    finally:
+        for server in servers.values():
+            server.stop()
+    result: dict[str, Any] = {}
+    lines = []
+    for name in commands:
+        unit, cpu_unit, _ = units[name]
+        one, two = cells[name, 1], cells[name, 2]
+        ratios = paired_ratios(two, one, "rate")
+        ratio = statistics.median(ratios) if ratios else None
+        lines.append(
+            [
+                name,
+                unit,
+                fmt(one.median("rate"), one.spread("rate")),
+                fmt(two.median("rate"), two.spread("rate")),
+                "-" if ratio is None else f"{ratio:.2f}",
+                f"{fmt(one.median('cpu_per_op'))} / {fmt(two.median('cpu_per_op'))} {cpu_unit}",
+                f"{fmt(100 * (one.median('server_busy') or 0))}"
+                f" / {fmt(100 * (two.median('server_busy') or 0))} %",
+            ]
+        )
+        result[name] = {
+            "workers1": one.values("rate"),
+            "workers2": two.values("rate"),
+            "ratio": ratio,
+            "errors": [one.error, two.error],
+        }
+    print_rows(
+        ["scenario", "unit", "1 worker", "2 workers", "2/1", "server CPU/op", "server busy"],
+        lines,
+    )
+    for name, n in cells:
+        if cells[name, n].error or servers[n].error:
+            print(f"  no figure, workers={n} / {name}: {cells[name, n].error or servers[n].error}")
+    return result
+
+
+def run_memory(work: Path, sessions: int) -> dict[str, Any]:
+    """Memory per idle session: ``sessions`` sessions, each on its own connection, opened
+    and left idle; the server's RSS and tracemalloc'd bytes before and after, per session.
+    Ours is the example app on ``serve()`` (what the CLI runs); what aioquic itself holds
+    per connection is measured on the aioquic echo server, so ours minus it is our own."""
+    print(f"\nmemory per idle session ({sessions} sessions, each on its own connection)")
+    found: dict[str, dict[str, float]] = {}
+    for kind, label in (("full", "full-memory"), ("aioquic", "aioquic-memory")):
+        server = ServerUnderTest(kind, work, profile=False, cores=None, trace=True, label=label)
+        try:
+            server.start_client()
+            if server.error is not None:
+                print(f"  {kind}: no figure: {server.error}")
+                continue
+            server.run({"scenario": "hold", "sessions": 5})  # warm-up: imports, caches
+            server.run({"scenario": "release"})
+            before = server.memory()
+            held = server.run({"scenario": "hold", "sessions": sessions})
+            if not held.get("ok"):
+                print(f"  {kind}: no figure: {held.get('error')}")
+                continue
+            time.sleep(0.5)
+            after = server.memory()
+            server.run({"scenario": "release"})
+            found[kind] = {key: (after[key] - before[key]) / sessions for key in before}
+        finally:
+            server.stop()
+    lines = [
+        [kind, "", f"{values['traced'] / 1024:.1f}", f"{values['rss'] / 1024:.1f}"]
+        for kind, values in found.items()
+    ]
+    if "full" in found and "aioquic" in found:
+        own = {key: found["full"][key] - found["aioquic"][key] for key in found["full"]}
+        found["own"] = own
+        lines.append(
+            ["own (full - aioquic)", "", f"{own['traced'] / 1024:.1f}", f"{own['rss'] / 1024:.1f}"]
+        )
+    print_rows(["server", "", "KiB/session (tracemalloc)", "KiB/session (RSS)"], lines)
+    return found
+
+
 # --- main ------------------------------------------------------------------------------
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=list(DEFAULT_SERVERS),
+        metavar="SERVER",
+        help=f"from {', '.join(SERVERS)}; KIND@NAME runs KIND from a --tree checkout",
+    )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another checkout (e.g. a git worktree of an older commit) to measure beside",
+    )
     parser.add_argument("--rounds", type=int, default=None, help="runs per cell (default 5)")
     parser.add_argument("--duration", type=float, default=1.0, help="seconds per timed run")
     parser.add_argument("--bulk-mib", type=float, default=8.0, help="MiB in the bulk scenario")
@@ -481,7 +788,19 @@ def main() -> int:
         "--no-pin", action="store_true", help="do not pin servers and clients to separate cores"
     )
     parser.add_argument("--no-structured", action="store_true", help="skip bench_structured.py")
+    parser.add_argument("--no-scaling", action="store_true", help="skip --workers 1 vs 2")
+    parser.add_argument("--no-memory", action="store_true", help="skip the idle-session memory")
+    parser.add_argument(
+        "--sessions", type=int, default=200, help="idle sessions in the memory bench"
+    )
     args = parser.parse_args()
+    for tree in args.tree:
+        name, _, path = tree.partition("=")
+        TREES[name] = Path(path).resolve()
+    for kind in args.servers:
+        base, _, tree = kind.partition("@")
+        if base not in SERVERS or (tree and tree not in TREES):
+            parser.error(f"unknown server {kind!r}: {', '.join(SERVERS)}, KIND@NAME with --tree")
 
     rows = scenarios(args.duration, args.bulk_mib)
     if args.only:
@@ -513,7 +832,7 @@ def main() -> int:
             server.start_client()
         live = []
         for kind, server in running.items():
-            if server.error is None:
+            if server.error is None and server.clients:
                 result = server.run({"scenario": "check"})
                 if result.get("ok"):
                     checks[kind] = str(result["check"])
@@ -617,6 +936,13 @@ def main() -> int:
             if base is not None and profile is not base:
                 compare(profile, base, scenario.cpu_unit, scenario.cpu_scale)
 
+    scaling = None
+    if not args.no_scaling and not profiling:
+        scaling = run_scaling(work, args.duration, max(3, rounds // 2 + 1))
+    memory = None
+    if not args.no_memory and not profiling:
+        memory = run_memory(work, args.sessions)
+
     structured = None
     if not args.no_structured and not profiling:
         print("\nbench_structured.py (structured messages vs pre-encoded bytes, in memory):")
@@ -659,13 +985,14 @@ def main() -> int:
                             attribute: paired_ratios(cells[s.name, a], cells[s.name, b], attribute)
                             for attribute in ("rate", "cpu_per_op")
                         }
-                        for a, b in COMPARISONS
-                        if a in servers and b in servers
+                        for a, b in comparisons_of(servers)
                     },
                 }
                 for s in rows
             },
             "profiles": profiles,
+            "scaling": scaling,
+            "memory": memory,
             "structured": structured,
             "seconds": elapsed,
         }

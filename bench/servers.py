@@ -1,6 +1,7 @@
 """The echo servers under test, one per process.
 
-    python bench/servers.py {ours,ours-session,aioquic,pywebtransport} [--profile DIR]
+    python bench/servers.py {asgi,session,example,aioquic,pywebtransport} [--profile DIR]
+                            [--tracemalloc]
 
 Every server behaves the same towards the load client: a client bidirectional stream is
 echoed on the same stream (FIN included), a client unidirectional stream is answered with
@@ -11,6 +12,11 @@ SIGINT or SIGTERM stops it.
 With ``--profile DIR`` the process runs cProfile between SIGUSR1 (start) and SIGUSR2
 (stop), and each SIGUSR2 writes ``DIR/<n>.pstats`` (n = 1, 2, ...), so the orchestrator
 can profile exactly one scenario at a time without measuring startup or idle time.
+
+With ``--tracemalloc`` the process traces its allocations and answers every SIGHUP with one
+JSON line on stdout, ``{"traced": bytes, "rss": bytes}`` after a garbage collection: the
+memory bench's view from inside. ``example`` is the example app (``/echo``) on ``serve()``,
+what the CLI runs, for profiling and memory; the CLI itself is benchmarked by ``run.py``.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import logging
 import os
 import signal
 import sys
 import tempfile
+import tracemalloc
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -375,17 +383,35 @@ class ScenarioProfiler:
         self.profile = None
 
 
+def report_memory() -> None:
+    gc.collect()
+    with open("/proc/self/statm") as statm:
+        rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    traced, _ = tracemalloc.get_traced_memory()
+    print(json.dumps({"traced": traced, "rss": rss}), flush=True)
+
+
+async def run_example() -> None:
+    from example_app.app import app
+
+    await run_ours(app)
+
+
 SERVERS: dict[str, Callable[[], Awaitable[None]]] = {
-    "ours": lambda: run_ours(asgi_echo),
-    "ours-session": lambda: run_ours(session_echo),
+    "asgi": lambda: run_ours(asgi_echo),
+    "session": lambda: run_ours(session_echo),
+    "example": run_example,
     "aioquic": run_aioquic,
     "pywebtransport": run_pywebtransport,
 }
 
 
-async def main(kind: str, profile_dir: Path | None) -> None:
+async def main(kind: str, profile_dir: Path | None, trace: bool) -> None:
     if profile_dir is not None:
         ScenarioProfiler(profile_dir).install(asyncio.get_running_loop())
+    if trace:
+        tracemalloc.start()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, report_memory)
     await SERVERS[kind]()
 
 
@@ -393,6 +419,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Run one benchmark echo server.")
     parser.add_argument("kind", choices=sorted(SERVERS))
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--tracemalloc", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(main(args.kind, args.profile))
+    asyncio.run(main(args.kind, args.profile, args.tracemalloc))

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.events import QuicEvent
 from hypercorn.config import Config
 from hypercorn.protocol.events import Body, EndBody
@@ -122,7 +122,7 @@ class WebTransportSessionHandler(SessionChannel):
                 self.rejected_status,
             )
             return
-        log.info(
+        log.debug(
             "session %s closed: %s code=%d reason=%r",
             self.scope_session_id,
             self.scope["path"],
@@ -236,33 +236,51 @@ class WebTransportH3Protocol(H3Protocol):
                 self.server_state.idle.set()
 
     async def handle(self, quic_event: QuicEvent) -> None:
+        http, _ = self.handle_nowait(quic_event)
+        await self.handle_http(http)
+
+    def handle_nowait(self, quic_event: QuicEvent) -> tuple[list[H3Event], bool]:
+        """Everything of ``quic_event`` that belongs to WebTransport, handled right away
+        (it never has to wait), so that a packet is handled in the read callback. Returns
+        the ordinary HTTP/3 events that hypercorn must handle (:meth:`handle_http`), and
+        whether a session got something, which may wake its app."""
         router = self.router
+        http: list[H3Event] = []
+        routed = False
         for event in self.connection.handle_event(quic_event):
             if router.h3_event(event):
-                continue
-            if isinstance(event, DataReceived):
-                stream = self.streams.get(event.stream_id)
-                if stream is not None:
-                    await stream.handle(Body(stream_id=event.stream_id, data=event.data))
-                    if event.stream_ended:
-                        await stream.handle(EndBody(stream_id=event.stream_id))
+                routed = True
             elif isinstance(event, HeadersReceived):
                 if event.stream_id in router.sessions:
                     continue  # trailers on a CONNECT stream carry nothing for us
                 if self._is_webtransport(event):
                     self.pending_connects.append(event)
                     router.awaiting.add(event.stream_id)
-                elif not self.context.terminated.is_set():
-                    await self._create_stream(event)
-                    if event.stream_ended:
-                        await self.streams[event.stream_id].handle(
-                            EndBody(stream_id=event.stream_id)
-                        )
+                else:
+                    http.append(event)
+            elif isinstance(event, DataReceived):
+                http.append(event)
         router.quic_event(quic_event)
         if self.pending_connects and self.connection.received_settings is not None:
             pending, self.pending_connects = self.pending_connects, []
             for headers_event in pending:
                 self._start_session(headers_event)
+            routed = True
+        return http, routed
+
+    async def handle_http(self, events: list[H3Event]) -> None:
+        """hypercorn's handling of ordinary HTTP/3 requests, in order."""
+        for event in events:
+            if isinstance(event, DataReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    await stream.handle(Body(stream_id=event.stream_id, data=event.data))
+                    if event.stream_ended:
+                        await stream.handle(EndBody(stream_id=event.stream_id))
+            elif isinstance(event, HeadersReceived) and not self.context.terminated.is_set():
+                await self._create_stream(event)
+                if event.stream_ended:
+                    await self.streams[event.stream_id].handle(EndBody(stream_id=event.stream_id))
 
     @staticmethod
     def _is_webtransport(event: HeadersReceived) -> bool:
@@ -346,7 +364,7 @@ class WebTransportH3Protocol(H3Protocol):
         scope["extensions"]["webtransport"]["max_datagram_size"] = session.max_datagram_size
         if self.server_state is not None:
             self.server_state.sessions.add(session)
-        log.info("session %s opened: %s (%s)", session_id, scope["path"], draft)
+        log.debug("session %s opened: %s (%s)", session_id, scope["path"], draft)
         self.task_group.spawn(session.run_app)
         if event.stream_ended:
             session.connection_lost()

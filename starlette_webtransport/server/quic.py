@@ -4,8 +4,10 @@ hypercorn's own UDP path is correct for plain HTTP/3 but not for WebTransport lo
 queues at most ten packets and drops the rest (which QUIC then treats as congestion), it
 transmits after every received packet, it re-creates a timer task on every transmit, and it
 never enables QUIC DATAGRAM frames. We subclass its ``UDPServer`` and ``QuicProtocol`` so that
-packets are read in batches, every connection that has something to say transmits once per
-batch, timers are plain loop callbacks, and connections are
+packets are read in batches and handled in the read callback itself (no task hop), a
+connection whose packets woke no application transmits at once (as aioquic does), one whose
+packets did transmits once, after those applications have answered, timers are plain loop
+callbacks, and connections are
 :class:`~starlette_webtransport.transport.WebTransportQuicConnection`, whose credit follows
 what applications have actually consumed instead of growing without bound.
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.h3.connection import H3_ALPN
+from aioquic.h3.events import H3Event
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import (
     ConnectionIdIssued,
@@ -58,11 +61,30 @@ RECEIVE_BATCH = 64
 """Packets read from the socket per wake-up, beyond the one asyncio hands us."""
 
 RECEIVE_SIZE = 65536
-"""Read buffer: larger than any UDP payload, so no packet is ever truncated."""
+"""Read buffer: larger than any UDP payload, so no packet is ever truncated. asyncio's own
+is 256 KiB, which glibc serves with an mmap and a munmap per read (about 20 µs, against
+2 µs at 64 KiB)."""
 
-UDP_QUEUE_SIZE = 4096
-"""Packets held between the socket and the QUIC state machine. Far larger than hypercorn's
-ten so that bursts are not mistaken for congestion; bounded so a flood cannot grow memory."""
+EARLY_PACKETS = 4096
+"""Packets held while the QUIC protocol is being set up, before it can take them."""
+
+FLUSH_HOPS = 8
+"""Loop turns a transmit may wait for the applications that received packets woke to
+answer, so that the answer leaves with the acknowledgements in one packet: a session's
+reader, its consumer and a task per stream are about three turns; a session setup through
+Starlette about six."""
+
+
+def limit_read_size(transport: asyncio.BaseTransport) -> bool:
+    """Make asyncio's datagram transport read into a 64 KiB buffer instead of 256 KiB.
+
+    ``max_size`` is the attribute its read path passes to ``recvfrom``; other event loops
+    (uvloop) have none and size their buffers themselves. A test checks that asyncio still
+    reads with it, so a Python that renames it fails a test instead of slowing down."""
+    if isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = RECEIVE_SIZE  # type: ignore[attr-defined]
+        return True
+    return False
 
 
 EXHAUSTED_WINDOW = 64 * 1024
@@ -72,12 +94,15 @@ EXHAUSTED_WINDOW = 64 * 1024
 class _Connection:
     """One QUIC connection and its transmit scheduling."""
 
-    __slots__ = ("address", "cids", "h3", "quic", "timer", "timer_at")
+    __slots__ = ("address", "cids", "h3", "http", "http_task", "quic", "timer", "timer_at")
 
     def __init__(self, quic: WebTransportQuicConnection, address: Any) -> None:
         self.address = address
         self.cids: set[bytes] = set()
         self.h3: WebTransportH3Protocol | None = None
+        self.http: deque[H3Event] = deque()
+        """Ordinary HTTP/3 events waiting for hypercorn, which handles them in a task."""
+        self.http_task: asyncio.Task[None] | None = None
         self.quic = quic
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at: float | None = None
@@ -106,8 +131,10 @@ class WebTransportQuicProtocol(QuicProtocol):
         self._received: set[_Connection] = set()
         """Connections fed packets whose events are not handled yet."""
         self._to_flush: set[_Connection] = set()
-        """Connections to transmit for at the end of this loop turn."""
+        """Connections to transmit for once the woken applications have answered."""
         self._flush_handle: asyncio.Handle | None = None
+        self._hops = 0
+        self._answered = False
         self._loop = asyncio.get_running_loop()
         self._state = getattr(config, "webtransport_state", None)
         self._certificate_generation = (
@@ -117,10 +144,10 @@ class WebTransportQuicProtocol(QuicProtocol):
     async def handle(self, event: Event) -> None:
         if isinstance(event, RawData):
             self.datagram_received(event.data, event.address)
-            await self.process()
+            self.process()
 
     def datagram_received(self, data: bytes, address: Any) -> None:
-        """Feed one UDP payload to its connection; transmitting waits for :meth:`flush`."""
+        """Feed one UDP payload to its connection; its events wait for :meth:`process`."""
         try:
             header = pull_quic_header(Buffer(data=data), host_cid_length=8)
         except ValueError:
@@ -164,26 +191,32 @@ class WebTransportQuicProtocol(QuicProtocol):
             connection.address = address
             self._received.add(connection)
 
-    async def process(self) -> None:
-        """Handle the events of every connection that received packets; the transmit
-        comes at the end of the loop turn, so that it carries what the apps woken by these
-        events answer right away together with the acknowledgements."""
+    def process(self) -> None:
+        """Handle the events of every connection that received packets, right away."""
         while self._received:
-            connection = self._received.pop()
-            await self._handle_events_safely(connection, connection.address)
+            self._handle_events_safely(self._received.pop())
 
-    async def _handle_events_safely(self, connection: _Connection, client: Any) -> None:
-        """One connection's failure (a bug, an app error escaping hypercorn) closes that
-        connection only; every other connection on the socket keeps working."""
+    def _handle_events_safely(self, connection: _Connection) -> None:
+        """Handle ``connection``'s events, then transmit: at once if no application was
+        woken, else once the woken ones have answered. One connection's failure (a bug, an
+        app error escaping hypercorn) closes that connection only."""
         try:
-            await self._handle_events(connection, client)
+            woke = self._handle_events(connection)
         except Exception:
             log.exception("error while handling a QUIC connection; closing it")
             connection.quic.close(error_code=H3_INTERNAL_ERROR, reason_phrase="internal error")
-            self._transmit(connection)
+            woke = False
+        if woke:
+            self._schedule(connection)
+            return
+        self._transmit(connection)
+        if connection.h3 is not None:
+            connection.h3.router.wake_writers()  # acknowledgements may have freed capacity
 
-    async def _handle_events(self, connection: _Connection, client: Any = None) -> None:  # type: ignore[override]
+    def _handle_events(self, connection: _Connection) -> bool:  # type: ignore[override]
+        """True if an application may have been woken (data for a session, a new one)."""
         quic = connection.quic
+        woke = False
         event: QuicEvent | None = quic.next_event()
         while event is not None:
             if isinstance(event, ConnectionTerminated):
@@ -195,10 +228,10 @@ class WebTransportQuicProtocol(QuicProtocol):
                     self.context,
                     self.task_group,
                     self.state,
-                    client,
+                    connection.address,
                     self.server,
                     quic,
-                    lambda c=connection: self._schedule(c),  # type: ignore[misc]
+                    lambda c=connection: self._answer(c),  # type: ignore[misc]
                 )
             elif isinstance(event, ConnectionIdIssued):
                 connection.cids.add(event.connection_id)
@@ -207,9 +240,26 @@ class WebTransportQuicProtocol(QuicProtocol):
                 connection.cids.discard(event.connection_id)
                 self.connections.pop(event.connection_id, None)
             if connection.h3 is not None:
-                await connection.h3.handle(event)
+                http, routed = connection.h3.handle_nowait(event)
+                woke = woke or routed
+                if http:
+                    connection.http.extend(http)
+                    if connection.http_task is None:
+                        connection.http_task = self._loop.create_task(self._handle_http(connection))
             event = quic.next_event()
-        self._schedule(connection)
+        return woke
+
+    async def _handle_http(self, connection: _Connection) -> None:
+        """hypercorn's part, ordinary HTTP/3 requests, in order, one task per connection."""
+        try:
+            while connection.http and connection.h3 is not None:
+                await connection.h3.handle_http([connection.http.popleft()])
+        except Exception:
+            log.exception("error while handling an HTTP/3 request; closing the connection")
+            connection.quic.close(error_code=H3_INTERNAL_ERROR, reason_phrase="internal error")
+        finally:
+            connection.http_task = None
+        self._answer(connection)
 
     def _budget(self, connection: _Connection) -> None:
         """Count the connection's unread data against the worker's receive budget; while
@@ -246,22 +296,38 @@ class WebTransportQuicProtocol(QuicProtocol):
             connection.quic.close(error_code=H3_NO_ERROR, reason_phrase="server shutting down")
             self._transmit(connection)
 
-    def _schedule(self, connection: _Connection) -> Awaitable[None]:
-        """Ask for a transmit at the end of this loop turn; many sends share one flush."""
+    def _schedule(self, connection: _Connection) -> None:
+        """Transmit for ``connection`` once the applications its packets woke have
+        answered (or after :data:`FLUSH_HOPS` loop turns): one packet instead of one with
+        the acknowledgements now and another with the answer a few turns later."""
+        self._to_flush.add(connection)
+        if self._flush_handle is None:
+            self._hops = 0
+            self._flush_handle = self._loop.call_soon(self._flush_soon)
+
+    def _answer(self, connection: _Connection) -> Awaitable[None]:
+        """Something was queued to send on ``connection``: transmit at the next turn,
+        where every send of this turn joins it."""
+        self._answered = True
         self._to_flush.add(connection)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush_soon)
         return _DONE
 
     def _flush_soon(self) -> None:
+        if not self._answered and self._hops < FLUSH_HOPS:
+            self._hops += 1
+            self._flush_handle = self._loop.call_soon(self._flush_soon)
+            return
         self._flush_handle = None
+        self._answered = False
         to_flush, self._to_flush = self._to_flush, set()
         for connection in to_flush:
             self._transmit(connection)
             if connection.h3 is not None:
                 connection.h3.router.wake_writers()
             if connection.quic._events:
-                self._loop.create_task(self._handle_events_safely(connection, None))
+                self._handle_events_safely(connection)
 
     def _transmit(self, connection: _Connection) -> None:
         quic = connection.quic
@@ -283,7 +349,7 @@ class WebTransportQuicProtocol(QuicProtocol):
         connection.timer = None
         connection.timer_at = None
         connection.quic.handle_timer(now=self._loop.time())
-        self._loop.create_task(self._handle_events_safely(connection, None))
+        self._handle_events_safely(connection)
 
     async def send_all(self, connection: Any) -> None:
         self._transmit(connection)
@@ -344,17 +410,18 @@ def size_socket_buffers(sock: socket.socket, limits: Limits) -> tuple[int, int]:
 
 
 class WebTransportUDPServer(UDPServer):
-    """hypercorn's UDP endpoint, reading packets in batches into the WebTransport protocol."""
+    """hypercorn's UDP endpoint, handing packets in batches to the WebTransport protocol."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._packets: deque[tuple[bytes, Any]] = deque()
+        self._early: deque[tuple[bytes, Any]] = deque(maxlen=EARLY_PACKETS)
+        self._protocol: WebTransportQuicProtocol | None = None
         self._wakeup: asyncio.Event = asyncio.Event()
         self._socket: socket.socket | None = None
-        self.dropped_packets = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
+        limit_read_size(transport)
         # asyncio's datagram transport reads one packet per loop iteration, which makes
         # every packet pay a whole pass of the loop and of our processing. The transport's
         # own non-blocking socket lets one wake-up read what is waiting (``_sock`` is the
@@ -366,8 +433,13 @@ class WebTransportUDPServer(UDPServer):
             state.udp_buffers.append(size_socket_buffers(self._socket, state.limits))
 
     def datagram_received(self, data: bytes, address: Any) -> None:
-        packets = self._packets
-        self._enqueue(data, address)
+        """Feed this packet and every other one waiting, then handle their events, all in
+        asyncio's read callback: no queue, no task to wake."""
+        protocol = self._protocol
+        if protocol is None:
+            self._early.append((data, address))
+            return
+        protocol.datagram_received(data, address)
         sock = self._socket
         if sock is not None:
             for _ in range(RECEIVE_BATCH):
@@ -375,15 +447,8 @@ class WebTransportUDPServer(UDPServer):
                     data, address = sock.recvfrom(RECEIVE_SIZE)
                 except OSError:  # BlockingIOError: nothing more waiting
                     break
-                self._enqueue(data, address)
-        if packets:
-            self._wakeup.set()
-
-    def _enqueue(self, data: bytes, address: Any) -> None:
-        if len(self._packets) >= UDP_QUEUE_SIZE:
-            self.dropped_packets += 1
-        else:
-            self._packets.append((data, address))
+                protocol.datagram_received(data, address)
+        protocol.process()
 
     async def _wake_on(self, awaitable: Awaitable[object]) -> None:
         await awaitable
@@ -406,13 +471,15 @@ class WebTransportUDPServer(UDPServer):
                 transport.sendto,
                 self._wakeup.set,
             )
-            self.protocol = protocol
+            self.protocol = self._protocol = protocol
+            while self._early:
+                protocol.datagram_received(*self._early.popleft())
+            protocol.process()
             state = getattr(self.config, "webtransport_state", None)
             if state is not None:
                 state.listening += 1
                 if state.listening >= len(state.binds):
                     state.ready.set()
-            packets = self._packets
             terminated = self.context.terminated
             watcher = asyncio.ensure_future(self._wake_on(terminated.wait()))
             closing = False
@@ -422,11 +489,6 @@ class WebTransportUDPServer(UDPServer):
                     # QUIC connections, which would otherwise linger until they idle out.
                     closing = True
                     protocol.close_all()
-                if not packets:
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                while packets:
-                    data, address = packets.popleft()
-                    protocol.datagram_received(data, address)
-                await protocol.process()
+                self._wakeup.clear()
+                await self._wakeup.wait()
             watcher.cancel()

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from aioquic import tls
 from aioquic.buffer import size_uint_var
-from aioquic.quic.connection import QuicConnection, stream_is_client_initiated
+from aioquic.quic.connection import NetworkAddress, QuicConnection, stream_is_client_initiated
 from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
@@ -73,6 +74,8 @@ class WebTransportQuicConnection(QuicConnection):
         it is exhausted (see :meth:`settle`)."""
         self.on_credit: Callable[[], object] = lambda: None
         """Called when the budget has room again after this connection was refused."""
+        self._answering = False
+        """Stream data or a datagram was queued since the last transmit."""
 
     # --- data -----------------------------------------------------------------------
 
@@ -148,6 +151,27 @@ class WebTransportQuicConnection(QuicConnection):
         else:
             return
         self._stream_limit(stream_id).value -= 1
+
+    # --- acknowledgements -------------------------------------------------------------
+
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        super().send_stream_data(stream_id, data, end_stream)
+        self._answering = True
+
+    def send_datagram_frame(self, data: bytes) -> None:
+        super().send_datagram_frame(data)
+        self._answering = True
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, NetworkAddress]]:
+        """A pending ACK rides on the packet that carries the answer: aioquic would hold
+        it until its 1 ms delay is up and then send it alone, which costs both ends a
+        packet per request (ACKing early is always allowed, RFC 9000 section 13.2.1)."""
+        if self._answering:
+            self._answering = False
+            space = self._spaces.get(tls.Epoch.ONE_RTT)
+            if space is not None and space.ack_at is not None and space.ack_at > now:
+                space.ack_at = now
+        return super().datagrams_to_send(now)
 
     # --- frames -----------------------------------------------------------------------
 
