@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from starlette.datastructures import URL, Address, Headers, QueryParams, State
 
@@ -44,7 +44,7 @@ from .stream import (
 )
 
 if TYPE_CHECKING:
-    from ..structured import Serializer, StructuredDatagramTransport, StructuredStream
+    from ..structured import Schema, Serializer, StructuredDatagramTransport, StructuredStream
 
 T = TypeVar("T")
 
@@ -441,28 +441,103 @@ class WebTransportSession(EventEmitter):
     ) -> WebTransportSendStream:
         return await self._open_stream(bidirectional=False, open_timeout=timeout)
 
+    @overload
+    async def create_structured_stream(
+        self, *, schema: Schema[T], timeout: float | None = None
+    ) -> StructuredStream[T]: ...
+
+    @overload
     async def create_structured_stream(
         self,
         *,
         serializer: Serializer,
         registry: Mapping[int, type[T]],
         timeout: float | None = None,
+    ) -> StructuredStream[T]: ...
+
+    async def create_structured_stream(
+        self,
+        *,
+        serializer: Serializer | None = None,
+        registry: Mapping[int, type[T]] | None = None,
+        timeout: float | None = None,
+        schema: Schema[T] | None = None,
     ) -> StructuredStream[T]:
-        """A new bidirectional stream carrying typed messages (``structured``)."""
+        """A new bidirectional stream carrying typed messages (``structured``): give a
+        shared ``schema``, or the ``serializer`` and ``registry`` to build one from."""
         from ..structured import StructuredStream
+        from ..structured.schema import resolve_schema
 
+        resolved = resolve_schema(schema, serializer, registry)  # bad arguments open nothing
         stream = await self.create_bidirectional_stream(timeout=timeout)
-        return StructuredStream(stream, serializer=serializer, registry=registry)
+        return StructuredStream(stream, schema=resolved)
 
+    @overload
+    async def create_structured_datagram_transport(
+        self, *, schema: Schema[T]
+    ) -> StructuredDatagramTransport[T]: ...
+
+    @overload
     async def create_structured_datagram_transport(
         self, *, serializer: Serializer, registry: Mapping[int, type[T]]
+    ) -> StructuredDatagramTransport[T]: ...
+
+    async def create_structured_datagram_transport(
+        self,
+        *,
+        serializer: Serializer | None = None,
+        registry: Mapping[int, type[T]] | None = None,
+        schema: Schema[T] | None = None,
     ) -> StructuredDatagramTransport[T]:
-        """Typed messages over this session's datagrams (``structured``)."""
+        """Typed messages over this session's datagrams (``structured``), from a shared
+        ``schema`` or a ``serializer`` and ``registry``."""
         from ..structured import StructuredDatagramTransport
+        from ..structured.schema import resolve_schema
 
         return StructuredDatagramTransport(
-            self._datagrams, serializer=serializer, registry=registry
+            self._datagrams, schema=resolve_schema(schema, serializer, registry)
         )
+
+    async def accept_bidirectional_stream(
+        self, *, timeout: float | None = None
+    ) -> WebTransportStream:
+        """The next bidirectional stream the peer opens (or the oldest one waiting).
+
+        Unidirectional streams stay queued for :meth:`accept_unidirectional_stream` or
+        :meth:`incoming_streams`, so a protocol that expects "one request stream, then
+        anything" needs no loop over both kinds. Raises :class:`SessionClosedError` once
+        the session is closed with none waiting, :class:`WebTransportTimeoutError` after
+        ``timeout`` seconds."""
+        stream = await self._next_incoming(bidirectional=True, timeout=timeout)
+        assert isinstance(stream, WebTransportStream)
+        return stream
+
+    async def accept_unidirectional_stream(
+        self, *, timeout: float | None = None
+    ) -> WebTransportReceiveStream:
+        """The next unidirectional stream the peer opens; as
+        :meth:`accept_bidirectional_stream`, for the other kind."""
+        stream = await self._next_incoming(bidirectional=False, timeout=timeout)
+        assert not isinstance(stream, WebTransportStream)
+        return stream
+
+    async def _next_incoming(self, *, bidirectional: bool, timeout: float | None) -> StreamType:
+        kind = "bidirectional" if bidirectional else "unidirectional"
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for stream in self._incoming:
+                        if is_unidirectional(stream.stream_id) != bidirectional:
+                            self._incoming.remove(stream)
+                            return stream
+                    if self._state is SessionState.CLOSED:
+                        raise self._closed_error()
+                    self._incoming_changed.clear()
+                    await self._incoming_changed.wait()
+        except TimeoutError:
+            raise WebTransportTimeoutError(
+                f"no {kind} stream from the peer of session {self.session_id} within {timeout} s"
+            ) from None
 
     async def incoming_streams(self) -> AsyncIterator[StreamType]:
         """Streams the peer opens, in arrival order, until the session closes.

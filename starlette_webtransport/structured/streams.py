@@ -15,7 +15,9 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Mapping
-from typing import Generic, Protocol, Self, TypeVar, overload
+from typing import Any, Generic, Protocol, Self, TypeVar, overload
+
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from .errors import (
     MESSAGE_TOO_LARGE_CODE,
@@ -27,6 +29,9 @@ from .schema import Schema, resolve_schema
 from .serializers import Serializer
 
 T = TypeVar("T")
+S = TypeVar("S")
+R = DefaultTypeVar("R", default=S)
+"""What a :class:`StructuredStream` receives; by default what it sends."""
 
 HEADER = struct.Struct("!HI")
 """Frame header: type id (u16), payload length (u32), both big-endian."""
@@ -108,7 +113,7 @@ class StructuredSendStream(Generic[T]):
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self._send_stream = stream
-        self.schema = resolve_schema(schema, serializer, registry)
+        self.send_schema = resolve_schema(schema, serializer, registry)
         self.max_message_size = _check_max_message_size(max_message_size)
 
     @property
@@ -116,7 +121,7 @@ class StructuredSendStream(Generic[T]):
         return self._send_stream
 
     async def send_obj(self, obj: T) -> None:
-        type_id, payload = self.schema.encode(obj)
+        type_id, payload = self.send_schema.encode(obj)
         if len(payload) > self.max_message_size:
             raise MessageTooLargeError(
                 f"encoded {type(obj).__qualname__}", len(payload), self.max_message_size
@@ -171,7 +176,7 @@ class StructuredReceiveStream(Generic[T]):
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self._receive_stream = stream
-        self.schema = resolve_schema(schema, serializer, registry)
+        self.receive_schema = resolve_schema(schema, serializer, registry)
         self.max_message_size = _check_max_message_size(max_message_size)
         # Unconsumed data: the chunks as read, minus the first _offset bytes of the
         # first one. Each read is appended before the next await, so a cancelled
@@ -215,7 +220,7 @@ class StructuredReceiveStream(Generic[T]):
                 )
         finally:
             self._receiving = False
-        return self.schema.decode(type_id, self._take_payload(size))
+        return self.receive_schema.decode(type_id, self._take_payload(size))
 
     def __aiter__(self) -> Self:
         return self
@@ -291,16 +296,20 @@ class StructuredReceiveStream(Generic[T]):
         self._available = 0
 
 
-class StructuredStream(StructuredSendStream[T], StructuredReceiveStream[T]):
+class StructuredStream(StructuredSendStream[S], StructuredReceiveStream[R]):
     """Typed messages in both directions of a bidirectional stream.
 
-    The framing is the same both ways, so a stream opened locally and one accepted
-    from the peer are wrapped alike.
+    ``StructuredStream[Send, Receive]`` sends ``Send`` and receives ``Receive``;
+    ``StructuredStream[T]`` means ``StructuredStream[T, T]``. One ``schema`` serves both
+    directions, or ``send_schema`` and ``receive_schema`` give each its own, so a client
+    cannot send what only the server may (the type checker says so). The framing is the
+    same both ways, so a stream opened locally and one accepted from the peer are wrapped
+    alike.
     """
 
     @overload
     def __init__(
-        self,
+        self: StructuredStream[T, T],
         stream: BidirectionalStream,
         *,
         schema: Schema[T],
@@ -309,7 +318,7 @@ class StructuredStream(StructuredSendStream[T], StructuredReceiveStream[T]):
 
     @overload
     def __init__(
-        self,
+        self: StructuredStream[T, T],
         stream: BidirectionalStream,
         *,
         serializer: Serializer,
@@ -317,21 +326,40 @@ class StructuredStream(StructuredSendStream[T], StructuredReceiveStream[T]):
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None: ...
 
+    @overload
     def __init__(
         self,
         stream: BidirectionalStream,
         *,
-        schema: Schema[T] | None = None,
+        send_schema: Schema[S],
+        receive_schema: Schema[R],
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        stream: BidirectionalStream,
+        *,
+        schema: Schema[Any] | None = None,
         serializer: Serializer | None = None,
-        registry: Mapping[int, type[T]] | None = None,
+        registry: Mapping[int, type[Any]] | None = None,
+        send_schema: Schema[Any] | None = None,
+        receive_schema: Schema[Any] | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
-        resolved = resolve_schema(schema, serializer, registry)
+        if send_schema is not None or receive_schema is not None:
+            if send_schema is None or receive_schema is None:
+                raise TypeError("send_schema= and receive_schema= go together")
+            if schema is not None or serializer is not None or registry is not None:
+                raise TypeError("pass send_schema= and receive_schema=, or schema=, not both")
+            sending, receiving = send_schema, receive_schema
+        else:
+            sending = receiving = resolve_schema(schema, serializer, registry)
         StructuredSendStream.__init__(
-            self, stream, schema=resolved, max_message_size=max_message_size
+            self, stream, schema=sending, max_message_size=max_message_size
         )
         StructuredReceiveStream.__init__(
-            self, stream, schema=resolved, max_message_size=max_message_size
+            self, stream, schema=receiving, max_message_size=max_message_size
         )
         self._stream = stream
 

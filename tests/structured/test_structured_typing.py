@@ -16,6 +16,11 @@ from typing import assert_type
 
 import msgspec
 
+from starlette_webtransport.session import (
+    WebTransportReceiveStream,
+    WebTransportSession,
+    WebTransportStream,
+)
 from starlette_webtransport.structured import (
     BidirectionalStream,
     Datagrams,
@@ -58,6 +63,27 @@ async def check(stream: BidirectionalStream, datagrams: Datagrams) -> None:
     assert_type(await transport.receive_obj(), Ping | Pong)
 
     StructuredStream(stream, schema=schema, registry={1: Ping})  # E: no overload matches
+
+    pings = Schema[Ping]({1: Ping}, serializer=JSONSerializer())
+    pongs = Schema[Pong]({1: Pong}, serializer=JSONSerializer())
+    server = StructuredStream(stream, send_schema=pongs, receive_schema=pings)
+    assert_type(server, StructuredStream[Pong, Ping])
+    assert_type(await server.receive_obj(), Ping)
+    await server.send_obj(Pong(1))
+    await server.send_obj(Ping(1))  # E: the server sends only Pong
+    one_way: StructuredStream[Ping] = StructuredStream(stream, schema=pings)
+    assert_type(one_way, StructuredStream[Ping, Ping])
+
+
+async def factories(session: WebTransportSession) -> None:
+    schema = Schema[Ping | Pong]({1: Ping, 2: Pong}, serializer=MsgPackSerializer())
+    opened = await session.create_structured_stream(schema=schema)
+    assert_type(opened, StructuredStream[Ping | Pong])
+    transport = await session.create_structured_datagram_transport(schema=schema)
+    assert_type(transport, StructuredDatagramTransport[Ping | Pong])
+    assert_type(await session.accept_bidirectional_stream(), WebTransportStream)
+    assert_type(await session.accept_unidirectional_stream(), WebTransportReceiveStream)
+    await session.create_structured_stream(schema=schema, registry={1: Ping})  # E: no overload
 """
 
 

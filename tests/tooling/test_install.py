@@ -33,7 +33,8 @@ def test_ci_installs_the_built_wheel_into_a_fresh_venv() -> None:
     assert re.search(r"^scripts/check-wheel\b", steps, re.MULTILINE), "scripts/test skips it"
     check = (REPO / "scripts/check-wheel").read_text()
     assert "-m build" in check and "-m venv" in check and " -e " not in check
-    assert 'mypy" --strict' in check and "getting-started.md" in check
+    assert '--python-executable "$work/venv/bin/python"' in check and "--strict" in check
+    assert "getting-started.md" in check
 
 
 def test_the_wheel_carries_the_javascript_the_types_and_the_entry_points(tmp_path: Path) -> None:

@@ -33,12 +33,23 @@ async def echo(session: WebTransportSession, name: str = Depends(user_name)) -> 
             await stream.write(name.encode() + b": " + data, end_stream=True)
 
 
+class Pong(msgspec.Struct):
+    n: int
+
+
+PONGS = Schema({1: Pong}, serializer=MsgPackSerializer())
+
+
 async def ping(session: WebTransportSession) -> None:
     await session.accept()
-    stream = await session.create_bidirectional_stream()
-    typed = StructuredStream(stream, schema=SCHEMA)
+    typed = await session.create_structured_stream(schema=SCHEMA)
     await typed.send_obj(Ping(1))
     reply: Ping = await typed.receive_obj()
+    request = await session.accept_bidirectional_stream(timeout=5)
+    answering: StructuredStream[Pong, Ping] = StructuredStream(
+        request, send_schema=PONGS, receive_schema=SCHEMA
+    )
+    await answering.send_obj(Pong((await answering.receive_obj()).n + reply.n))
     await session.close(reason=f"got {reply.n}")
 
 
