@@ -262,3 +262,19 @@ async def test_shutdown_drains_refuses_new_sessions_and_ends_in_bounded_time(
         assert loop.time() - started >= grace - 0.1
         await asyncio.wait_for(task, 2 * grace + 3)  # hypercorn's own wait is bounded too
     assert opened == 2
+
+
+def test_cli_flags_and_environment_set_the_limits() -> None:
+    from starlette_webtransport.server.cli import build_parser, serve_settings
+
+    parser = build_parser()
+    args = parser.parse_args(["serve", "a:b", "--accept-timeout", "3", "--udp-buffer", "8M"])
+    environ = {"STARLETTE_WEBTRANSPORT_RECEIVE_MEMORY": "64M"}
+    settings = serve_settings(args, environ, parser)
+    assert settings.limits == Limits(
+        accept_timeout=3,
+        receive_memory=64 * 1024 * 1024,
+        udp_receive_buffer=8 * 1024 * 1024,
+        udp_send_buffer=8 * 1024 * 1024,
+    )
+    assert serve_settings(parser.parse_args(["serve", "a:b"]), {}, parser).limits == Limits()
