@@ -101,6 +101,7 @@ async def test_streams_before_connect_are_held_until_the_session_opens(
     """Issue 12, item 4: streams that raced ahead of their CONNECT were reset with
     WT_SESSION_GONE. Now they are held (within the limits) and handed to the session."""
     received: dict[int, bytes] = {}
+    datagrams: list[bytes] = []
     done = asyncio.Event()
 
     async def handler(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -110,6 +111,8 @@ async def test_streams_before_connect_are_held_until_the_session_opens(
             message = await receive()
             if message["type"] == "webtransport.disconnect":
                 return
+            if message["type"] == "webtransport.datagram.receive":
+                datagrams.append(message["data"])
             if message["type"] != "webtransport.stream.receive":
                 continue
             stream = message["stream"]
@@ -131,6 +134,7 @@ async def test_streams_before_connect_are_held_until_the_session_opens(
     limits = Limits(pending_streams=3, pending_timeout=5)
     async with running_server(app, limits=limits) as state, raw_peer(state.port) as peer:
         session, bidi, uni = await _early_streams(peer, 3)
+        peer.send_datagram(b"early datagram")
         # the fourth held stream is one too many: refused at once
         await peer.wait_for(lambda: uni in peer.stops)
         assert peer.stops[uni] == WT_BUFFERED_STREAM_REJECTED
@@ -143,6 +147,7 @@ async def test_streams_before_connect_are_held_until_the_session_opens(
         for index, stream in enumerate(bidi):
             assert await peer.read_stream(stream) == b"echo early %d" % index
     assert received == {stream: b"early %d" % index for index, stream in enumerate(bidi)}
+    assert datagrams == [b"early datagram"]
     assert not peer.resets and set(peer.stops) == {uni}
 
 
