@@ -160,10 +160,10 @@ class SessionRouter:
             return True
         if isinstance(event, DatagramReceived):
             channel = self.sessions.get(event.stream_id)
-            if self._may_open(event.stream_id):
-                self._hold_datagram(event.stream_id, event.data)
-            elif channel is not None:
+            if channel is not None and channel.accepted:
                 channel.datagram(event.data)
+            elif self._may_open(event.stream_id):
+                self._hold_datagram(event.stream_id, event.data)
             return True
         if isinstance(event, DataReceived):
             channel = self.sessions.get(event.stream_id)

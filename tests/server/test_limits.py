@@ -101,6 +101,7 @@ async def test_streams_before_connect_are_held_until_the_session_opens(
     """Issue 12, item 4: streams that raced ahead of their CONNECT were reset with
     WT_SESSION_GONE. Now they are held (within the limits) and handed to the session."""
     received: dict[int, bytes] = {}
+    datagrams: list[bytes] = []
     done = asyncio.Event()
 
     async def handler(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -110,6 +111,8 @@ async def test_streams_before_connect_are_held_until_the_session_opens(
             message = await receive()
             if message["type"] == "webtransport.disconnect":
                 return
+            if message["type"] == "webtransport.datagram.receive":
+                datagrams.append(message["data"])
             if message["type"] != "webtransport.stream.receive":
                 continue
             stream = message["stream"]
@@ -131,6 +134,7 @@ async def test_streams_before_connect_are_held_until_the_session_opens(
     limits = Limits(pending_streams=3, pending_timeout=5)
     async with running_server(app, limits=limits) as state, raw_peer(state.port) as peer:
         session, bidi, uni = await _early_streams(peer, 3)
+        peer.send_datagram(b"early datagram")
         # the fourth held stream is one too many: refused at once
         await peer.wait_for(lambda: uni in peer.stops)
         assert peer.stops[uni] == WT_BUFFERED_STREAM_REJECTED
@@ -143,6 +147,7 @@ async def test_streams_before_connect_are_held_until_the_session_opens(
         for index, stream in enumerate(bidi):
             assert await peer.read_stream(stream) == b"echo early %d" % index
     assert received == {stream: b"early %d" % index for index, stream in enumerate(bidi)}
+    assert datagrams == [b"early datagram"]
     assert not peer.resets and set(peer.stops) == {uni}
 
 
@@ -262,3 +267,19 @@ async def test_shutdown_drains_refuses_new_sessions_and_ends_in_bounded_time(
         assert loop.time() - started >= grace - 0.1
         await asyncio.wait_for(task, 2 * grace + 3)  # hypercorn's own wait is bounded too
     assert opened == 2
+
+
+def test_cli_flags_and_environment_set_the_limits() -> None:
+    from starlette_webtransport.server.cli import build_parser, serve_settings
+
+    parser = build_parser()
+    args = parser.parse_args(["serve", "a:b", "--accept-timeout", "3", "--udp-buffer", "8M"])
+    environ = {"STARLETTE_WEBTRANSPORT_RECEIVE_MEMORY": "64M"}
+    settings = serve_settings(args, environ, parser)
+    assert settings.limits == Limits(
+        accept_timeout=3,
+        receive_memory=64 * 1024 * 1024,
+        udp_receive_buffer=8 * 1024 * 1024,
+        udp_send_buffer=8 * 1024 * 1024,
+    )
+    assert serve_settings(parser.parse_args(["serve", "a:b"]), {}, parser).limits == Limits()
