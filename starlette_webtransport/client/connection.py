@@ -35,7 +35,13 @@ from aioquic.quic.packet import QuicErrorCode
 from aioquic.tls import AlertDescription
 
 from ..asgi import make_scope
-from ..protocol.settings import DRAFT02_HEADER, Draft, negotiate_draft, serialize_protocol
+from ..protocol.settings import (
+    DRAFT02_HEADER,
+    Draft,
+    FlowControlLimits,
+    negotiate_draft,
+    serialize_protocol,
+)
 from ..session import SessionConfig, SessionRejectedError, WebTransportSession
 from ..transport import (
     CONNECTION_WINDOW,
@@ -77,11 +83,15 @@ class _ClientProtocol(QuicConnectionProtocol):
     """One QUIC connection carrying one WebTransport session."""
 
     def __init__(
-        self, quic: WebTransportQuicConnection, certificate_hashes: Sequence[bytes] | None
+        self,
+        quic: WebTransportQuicConnection,
+        certificate_hashes: Sequence[bytes] | None,
+        credit: FlowControlLimits,
     ) -> None:
         super().__init__(quic)
         self.quic = quic
         self._certificate_hashes = certificate_hashes
+        self._credit = credit
         self._router: SessionRouter | None = None
         self.channel: SessionChannel | None = None
         loop = asyncio.get_running_loop()
@@ -169,7 +179,7 @@ class _ClientProtocol(QuicConnectionProtocol):
                     + "; ".join(info.pinning_problems)
                 )
                 return
-        h3 = WebTransportH3Connection(self.quic, WT_CREDIT)
+        h3 = WebTransportH3Connection(self.quic, self._credit)
         self._router = SessionRouter(self.quic, h3, self._transmit_soon)
 
     def _fail(self, reason: str) -> None:
@@ -305,6 +315,7 @@ async def connect(
     protocols: Sequence[str] | None = None,
     timeout: float = 10.0,
     config: SessionConfig | None = None,
+    credit: FlowControlLimits | None = None,
 ) -> AsyncIterator[WebTransportSession]:
     """Open a WebTransport session to ``url``; on exit close it and its connection.
 
@@ -312,6 +323,10 @@ async def connect(
     browsers do with ``serverCertificateHashes``, only its SHA-256 is compared with
     ``certificate_hashes``. ``timeout`` bounds everything up to the server's 2xx. A
     non-2xx answer raises :class:`WebTransportConnectError` with its ``status``.
+
+    ``credit`` is the WebTransport credit granted to a draft-07+ server in its SETTINGS
+    (``transport.WT_CREDIT`` by default) and renewed as the session reads; the server's
+    own credit is kept to either way.
     """
     target = _parse_url(url)
     configuration = _quic_configuration(
@@ -329,7 +344,7 @@ async def connect(
                 family, _, _, _, address = infos[0]
                 quic = WebTransportQuicConnection(configuration=configuration)
                 transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: _ClientProtocol(quic, hashes),
+                    lambda: _ClientProtocol(quic, hashes, WT_CREDIT if credit is None else credit),
                     local_addr=("::" if family == socket.AF_INET6 else "0.0.0.0", 0),
                     family=family,
                 )

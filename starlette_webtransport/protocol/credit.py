@@ -11,7 +11,14 @@ WT_FLOW_CONTROL_ERROR. :class:`PeerCredit` is what the peer grants us: the sende
 how much it may send and whether it may open a stream, and it says when to tell the peer
 that we are blocked (WT_DATA_BLOCKED / WT_STREAMS_BLOCKED), once per limit.
 
-Both are plain counters: the caller moves the capsules and decides what waiting means.
+WebTransport flow control is in effect in a session only when both endpoints offered
+some credit, that is sent at least one initial flow-control SETTING above zero
+(:func:`flow_control_negotiated`). An endpoint that announces nothing, or only zeros, does
+not do it: it neither grants more nor checks ours. pywebtransport 0.21.1 negotiates it
+this way, and a peer that announced zeros is only interoperable under the same rule.
+
+Both classes are plain counters: the caller moves the capsules and decides what waiting
+means.
 """
 
 from __future__ import annotations
@@ -41,6 +48,16 @@ class FlowControlError(ProtocolError):
     closes the session with WT_FLOW_CONTROL_ERROR."""
 
     http3_code = WT_FLOW_CONTROL_ERROR
+
+
+def flow_control_negotiated(
+    draft: Draft, limits: FlowControlLimits, peer_settings: Mapping[int, int]
+) -> bool:
+    """Whether a session of ``draft`` with a peer that sent ``peer_settings`` uses
+    WebTransport flow control, given what we announced (``limits``)."""
+    ours = limits.max_data or limits.max_streams_bidi or limits.max_streams_uni
+    theirs = any(peer_settings.get(key, 0) for key in _INITIAL_SETTINGS)
+    return uses_flow_control(draft) and bool(ours) and theirs
 
 
 def _direction(unidirectional: bool) -> str:
@@ -121,9 +138,9 @@ class PeerCredit:
     """The credit the peer grants us in one session; ``None`` limits are unlimited.
 
     Limits start from the peer's SETTINGS and only grow with its WT_MAX_DATA and
-    WT_MAX_STREAMS capsules. A peer of draft-02, or one that sent none of the initial
-    flow-control SETTINGS, does not do WebTransport flow control: we are unlimited. One
-    that sent some of them grants 0 for those it left out, as the draft's defaults say.
+    WT_MAX_STREAMS capsules. Without flow control (draft-02, or not negotiated) we are
+    unlimited. A peer that sent only some of the initial SETTINGS grants 0 for those it
+    left out, as the draft's defaults say.
     """
 
     def __init__(
@@ -138,8 +155,9 @@ class PeerCredit:
         self._streams_blocked_at: dict[bool, int | None] = {False: None, True: None}
 
     @classmethod
-    def from_settings(cls, settings: Mapping[int, int], draft: Draft) -> PeerCredit:
-        if not uses_flow_control(draft) or not any(key in settings for key in _INITIAL_SETTINGS):
+    def from_settings(cls, settings: Mapping[int, int], *, enabled: bool = True) -> PeerCredit:
+        """The peer's initial credit; ``enabled`` is :func:`flow_control_negotiated`."""
+        if not enabled:
             return cls(None, None, None)
         return cls(
             settings.get(SETTINGS_WT_INITIAL_MAX_DATA, 0),

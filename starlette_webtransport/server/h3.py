@@ -30,6 +30,7 @@ from ..asgi import make_scope, unrouted_webtransport
 from ..protocol.errors import H3_REQUEST_REJECTED
 from ..protocol.settings import Draft, negotiate_draft, parse_available_protocols
 from ..transport import (
+    MAX_SESSIONS,
     WT_CREDIT,
     SessionChannel,
     SessionRouter,
@@ -210,7 +211,7 @@ class WebTransportH3Protocol(H3Protocol):
         self.config = config
         self.context = context
         self.quic = quic
-        self.connection = WebTransportH3Connection(quic, WT_CREDIT)
+        self.connection = WebTransportH3Connection(quic, WT_CREDIT, max_sessions=MAX_SESSIONS)
         self.send = send
         self.server = server
         self.streams = {}

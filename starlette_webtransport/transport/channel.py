@@ -11,6 +11,10 @@ nothing is dropped to get there: stream data and a stream's last event hold QUIC
 until the application takes them (see :mod:`.quic`), and for draft-07+ peers the
 session's own WebTransport credit is renewed on the same consumption. Only received
 datagrams, unreliable anyway, go to a bounded queue that drops the oldest.
+
+The other way round, the channel keeps to the WebTransport credit the peer grants (the
+arithmetic of both directions is :mod:`..protocol.credit`): opens queue and sends wait for
+it, so an application is slowed down, never failed, by a peer that grants little.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from aioquic.quic.events import (
 
 from ..asgi import Message
 from ..protocol.capsules import Capsule, MaxData, MaxStreams
-from ..protocol.credit import LocalCredit, PeerCredit
+from ..protocol.credit import LocalCredit, PeerCredit, flow_control_negotiated
 from ..protocol.errors import (
     WT_BUFFERED_STREAM_REJECTED,
     WT_SESSION_GONE,
@@ -48,7 +52,7 @@ from ..protocol.errors import (
     http3_to_app,
 )
 from ..protocol.ids import is_unidirectional
-from ..protocol.settings import Draft, response_headers, serialize_protocol, uses_flow_control
+from ..protocol.settings import Draft, response_headers, serialize_protocol
 from ..protocol.state import FlowControlReceived, SessionClosed, SessionDraining, SessionProtocol
 from .h3 import WebTransportH3Connection
 from .limits import Limits
@@ -182,7 +186,7 @@ class SessionRouter:
             if channel is not None:
                 channel.stream_reset(stream_id, event.error_code)
             elif stream_id in self.sessions:
-                self.sessions[stream_id].connection_lost()
+                self.sessions[stream_id].connect_reset(event.error_code)
             elif stream_id in self.orphans:
                 self._forget_orphan(stream_id)
             elif stream_id in self._held_streams:
@@ -404,8 +408,10 @@ class SessionChannel:
         self.final_queued: set[int] = set()
         """Peer streams whose last event waits in the queue: they still hold stream credit."""
         # WebTransport-level credit (draft-07+): what we grant the peer, and what it grants us.
-        self.credit = LocalCredit(router.h3.limits, enabled=uses_flow_control(draft))
-        self.peer_credit = PeerCredit.from_settings(router.h3.received_settings or {}, draft)
+        peer_settings = router.h3.received_settings or {}
+        negotiated = flow_control_negotiated(draft, router.h3.limits, peer_settings)
+        self.credit = LocalCredit(router.h3.limits, enabled=negotiated)
+        self.peer_credit = PeerCredit.from_settings(peer_settings, enabled=negotiated)
         self.pending_opens: deque[bool] = deque()
         """``stream.open`` calls (``bidirectional``) waiting for the peer's stream credit."""
         router.sessions[stream_id] = self
@@ -593,6 +599,16 @@ class SessionChannel:
                 self._push({"type": "webtransport.drain"})
             elif isinstance(event, FlowControlReceived):
                 self._peer_granted(event.capsule)
+
+    def connect_reset(self, error_code: int) -> None:
+        """The peer reset the CONNECT stream. The session ends with the application code
+        the reset carries (0 outside that range), and the reason names the HTTP/3 code, so
+        that a peer's WT_FLOW_CONTROL_ERROR or the like reaches the app and the log."""
+        if self.disconnected is None:
+            self.protocol.connection_lost()
+            self.finished = True
+            code = http3_to_app(error_code)
+            self.terminate(0 if code is None else code, f"CONNECT stream reset ({error_code:#x})")
 
     def _fail(self, exc: ProtocolError) -> None:
         """The peer broke a rule of the session: reset the CONNECT stream with the code

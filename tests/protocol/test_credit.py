@@ -16,8 +16,13 @@ from starlette_webtransport.protocol import (
     MaxStreams,
     StreamsBlocked,
 )
-from starlette_webtransport.protocol.credit import FlowControlError, LocalCredit, PeerCredit
-from starlette_webtransport.protocol.ids import is_unidirectional, opened_by, opened_by_server
+from starlette_webtransport.protocol.credit import (
+    FlowControlError,
+    LocalCredit,
+    PeerCredit,
+    flow_control_negotiated,
+)
+from starlette_webtransport.protocol.ids import is_unidirectional
 
 SMALL = FlowControlLimits(max_data=100, max_streams_bidi=4, max_streams_uni=2)
 
@@ -121,7 +126,7 @@ def settings(data: int, bidi: int, uni: int) -> dict[int, int]:
 
 
 def test_initial_peer_credit_comes_from_its_settings() -> None:
-    credit = PeerCredit.from_settings(settings(1000, 1, 2), Draft.DRAFT15)
+    credit = PeerCredit.from_settings(settings(1000, 1, 2))
     assert credit.limited
     assert credit.sendable(5000) == 1000
     assert credit.may_open(unidirectional=True)
@@ -131,12 +136,26 @@ def test_initial_peer_credit_comes_from_its_settings() -> None:
     assert credit.may_open(unidirectional=False)
 
 
-def test_settings_left_out_grant_nothing_but_no_settings_means_no_flow_control() -> None:
-    partial = PeerCredit.from_settings({SETTINGS_WT_INITIAL_MAX_DATA: 10}, Draft.DRAFT15)
+def test_settings_left_out_grant_nothing() -> None:
+    partial = PeerCredit.from_settings({SETTINGS_WT_INITIAL_MAX_DATA: 10})
     assert not partial.may_open(unidirectional=False)
     assert not partial.may_open(unidirectional=True)
     assert partial.sendable(20) == 10
-    unlimited = PeerCredit.from_settings({}, Draft.DRAFT13)
+
+
+def test_flow_control_needs_credit_offered_by_both_ends_of_a_draft07_session() -> None:
+    ours = FlowControlLimits()
+    assert flow_control_negotiated(Draft.DRAFT15, ours, settings(0, 0, 1))
+    assert flow_control_negotiated(Draft.DRAFT07, ours, settings(5, 0, 0))
+    assert not flow_control_negotiated(Draft.DRAFT15, ours, {})
+    assert not flow_control_negotiated(Draft.DRAFT15, ours, settings(0, 0, 0))
+    assert not flow_control_negotiated(Draft.DRAFT02, ours, settings(5, 5, 5))
+    none = FlowControlLimits(max_data=0, max_streams_bidi=0, max_streams_uni=0)
+    assert not flow_control_negotiated(Draft.DRAFT15, none, settings(5, 5, 5))
+
+
+def test_without_flow_control_the_peer_grants_are_unlimited() -> None:
+    unlimited = PeerCredit.from_settings(settings(0, 0, 0), enabled=False)
     assert not unlimited.limited
     assert unlimited.sendable(10**12) == 10**12
     unlimited.open_stream(unidirectional=True)
@@ -144,8 +163,8 @@ def test_settings_left_out_grant_nothing_but_no_settings_means_no_flow_control()
     assert unlimited.streams_blocked(unidirectional=True) is None
 
 
-def test_draft02_peers_are_unlimited_whatever_they_send() -> None:
-    credit = PeerCredit.from_settings(settings(0, 0, 0), Draft.DRAFT02)
+def test_without_flow_control_grants_change_nothing() -> None:
+    credit = PeerCredit.from_settings(settings(0, 0, 0), enabled=False)
     assert credit.sendable(100) == 100
     assert credit.may_open(unidirectional=False)
     assert not credit.grant(MaxData(5))
@@ -153,7 +172,7 @@ def test_draft02_peers_are_unlimited_whatever_they_send() -> None:
 
 
 def test_data_blocked_is_said_once_per_limit_and_grants_lift_it() -> None:
-    credit = PeerCredit.from_settings(settings(10, 0, 0), Draft.DRAFT15)
+    credit = PeerCredit.from_settings(settings(10, 0, 0))
     assert credit.data_blocked() is None  # not blocked yet
     credit.send_data(credit.sendable(25))
     assert credit.sendable(15) == 0
@@ -166,7 +185,7 @@ def test_data_blocked_is_said_once_per_limit_and_grants_lift_it() -> None:
 
 
 def test_streams_blocked_is_said_once_per_limit_and_direction() -> None:
-    credit = PeerCredit.from_settings(settings(0, 1, 0), Draft.DRAFT15)
+    credit = PeerCredit.from_settings(settings(0, 1, 0))
     assert credit.streams_blocked(unidirectional=True) == StreamsBlocked(False, 0)
     assert credit.streams_blocked(unidirectional=True) is None
     assert credit.streams_blocked(unidirectional=False) is None  # one left
@@ -178,7 +197,7 @@ def test_streams_blocked_is_said_once_per_limit_and_direction() -> None:
 
 
 def test_grants_never_shrink_credit() -> None:
-    credit = PeerCredit.from_settings(settings(100, 5, 5), Draft.DRAFT15)
+    credit = PeerCredit.from_settings(settings(100, 5, 5))
     assert not credit.grant(MaxData(50))  # below the initial SETTINGS
     assert not credit.grant(MaxStreams(True, 5))
     assert credit.sendable(1000) == 100
@@ -186,7 +205,7 @@ def test_grants_never_shrink_credit() -> None:
 
 
 def test_sending_or_opening_beyond_credit_is_a_caller_bug() -> None:
-    credit = PeerCredit.from_settings(settings(3, 0, 0), Draft.DRAFT15)
+    credit = PeerCredit.from_settings(settings(3, 0, 0))
     with pytest.raises(ValueError, match="WT_MAX_DATA"):
         credit.send_data(4)
     with pytest.raises(ValueError, match="WT_MAX_STREAMS"):
@@ -195,5 +214,3 @@ def test_sending_or_opening_beyond_credit_is_a_caller_bug() -> None:
 
 def test_stream_id_bits() -> None:
     assert [is_unidirectional(i) for i in (0, 1, 2, 3)] == [False, False, True, True]
-    assert [opened_by_server(i) for i in (0, 1, 2, 3)] == [False, True, False, True]
-    assert opened_by(7, server=True) and opened_by(8, server=False)

@@ -155,9 +155,17 @@ async def test_peer_streams_wait_for_the_app_instead_of_being_refused(
     assert [received[stream] for stream in streams] == [b"%d" % i for i in range(count)]
 
 
+PEER_CREDIT = {
+    SETTINGS_WT_INITIAL_MAX_DATA: 16 * 1024 * 1024,
+    SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI: 100,
+    SETTINGS_WT_INITIAL_MAX_STREAMS_UNI: 100,
+}
+"""The credit a draft-15 peer offers, without which the session has no flow control."""
+
+
 class Draft15H3(H3Connection):
     def _get_local_settings(self) -> dict[int, int]:
-        return {**super()._get_local_settings(), SETTINGS_WT_ENABLED: 1}
+        return {**super()._get_local_settings(), SETTINGS_WT_ENABLED: 1, **PEER_CREDIT}
 
 
 class Draft15Peer(RawPeer):

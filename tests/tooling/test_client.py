@@ -51,7 +51,13 @@ from starlette_webtransport.protocol.capsules import (
     encode_capsule,
 )
 from starlette_webtransport.protocol.errors import app_to_http3, http3_to_app
-from starlette_webtransport.protocol.settings import SETTINGS_WT_MAX_SESSIONS, FlowControlLimits
+from starlette_webtransport.protocol.settings import (
+    SETTINGS_WT_INITIAL_MAX_DATA,
+    SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI,
+    SETTINGS_WT_INITIAL_MAX_STREAMS_UNI,
+    SETTINGS_WT_MAX_SESSIONS,
+    FlowControlLimits,
+)
 from starlette_webtransport.server.certs import (
     DevCertificate,
     generate_certificate,
@@ -89,10 +95,17 @@ class Record:
 
 
 class Draft13H3Connection(H3Connection):
-    """Also offers draft-13 (WT_MAX_SESSIONS), which has WebTransport flow control."""
+    """Also offers draft-13 (WT_MAX_SESSIONS) with credit of its own, so that the session
+    has WebTransport flow control."""
 
     def _get_local_settings(self) -> dict[int, int]:
-        return {**super()._get_local_settings(), SETTINGS_WT_MAX_SESSIONS: 1}
+        return {
+            **super()._get_local_settings(),
+            SETTINGS_WT_MAX_SESSIONS: 1,
+            SETTINGS_WT_INITIAL_MAX_DATA: 16 * 1024 * 1024,
+            SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI: 100,
+            SETTINGS_WT_INITIAL_MAX_STREAMS_UNI: 100,
+        }
 
 
 class RawWebTransportServer(QuicConnectionProtocol):
@@ -206,7 +219,8 @@ class RawWebTransportServer(QuicConnectionProtocol):
         settings = self.h3.received_settings
         if settings is None:
             return  # the CONNECT overtook the client's SETTINGS; they are on the way
-        data_limit, uni_limit = settings[0x2B61], settings[0x2B64]
+        data_limit = settings[SETTINGS_WT_INITIAL_MAX_DATA]
+        uni_limit = settings[SETTINGS_WT_INITIAL_MAX_STREAMS_UNI]
         for capsule in self.record.capsules:
             if isinstance(capsule, MaxData):
                 data_limit = max(data_limit, capsule.maximum)
