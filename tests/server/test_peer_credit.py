@@ -201,7 +201,8 @@ async def test_the_code_of_a_connect_stream_reset_reaches_the_app_and_the_log(
     code: int,
 ) -> None:
     """A client that gives up on a session (pywebtransport does so with
-    WT_FLOW_CONTROL_ERROR) resets the CONNECT stream; its code must not be lost. (Per-session lines are DEBUG.)"""
+    WT_FLOW_CONTROL_ERROR) resets the CONNECT stream; its code must not be lost.
+    (Per-session lines are logged at DEBUG.)"""
     caplog.set_level(logging.DEBUG, logger="starlette_webtransport.server")
     ended: list[dict[str, Any]] = []
 
