@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Literal, NotRequired, TypedDict
 
-SPEC_VERSION = "1.0"
+SPEC_VERSION = "1.1"
 """Version of the schema in ``docs/asgi-webtransport.md``; servers put it in the scope."""
 
 Headers = Iterable[tuple[bytes, bytes]]
@@ -38,6 +38,9 @@ class WebTransportExtension(TypedDict):
     connection: dict[str, Any]
     """Static facts about the QUIC connection (``id``, ``alpn``, ``local``, ``remote``)."""
     role: NotRequired[Literal["server", "client"]]
+    consumed: NotRequired[bool]
+    """Spec 1.1: the server takes ``webtransport.credit`` and ``webtransport.stream.consumed``,
+    so an app may return each stream's receive credit as it reads that stream."""
     http_ports: NotRequired[list[int]]
     """TCP ports where the same server serves pages over plain HTTP (``--http-port``):
     its own page origins, which ``OriginMiddleware`` accepts by default."""
@@ -195,6 +198,24 @@ class StreamStopSendingMessage(TypedDict):
     code: NotRequired[int]
 
 
+class CreditMessage(TypedDict):
+    """Spec 1.1, after accept: from now on, data the app receives keeps its receive credit
+    (QUIC and WebTransport) until the app reports it consumed, stream by stream."""
+
+    type: Literal["webtransport.credit"]
+    returned_on: Literal["consumed"]
+
+
+class StreamConsumedMessage(TypedDict):
+    """Spec 1.1: the app consumed (read or dropped) ``bytes`` more of ``stream``'s
+    received data; the server may return that much credit to the peer. Never an error
+    for a stream that ended; counts beyond what was received are ignored."""
+
+    type: Literal["webtransport.stream.consumed"]
+    stream: int
+    bytes: int
+
+
 SendMessage = (
     AcceptMessage
     | RejectMessage
@@ -205,6 +226,8 @@ SendMessage = (
     | StreamSendMessage
     | StreamResetMessage
     | StreamStopSendingMessage
+    | CreditMessage
+    | StreamConsumedMessage
 )
 
 Scope = MutableMapping[str, Any]
@@ -244,6 +267,7 @@ def make_scope(
         "draft": draft,
         "max_datagram_size": max_datagram_size,
         "connection": {"id": connection_id, "alpn": "h3", "local": server, "remote": client},
+        "consumed": True,
     }
     if role is not None:
         extension["role"] = role

@@ -54,3 +54,8 @@ STUCK_OPEN_SECONDS = 5.0
 """A ``create_*_stream()`` call waiting this long is reported by diagnostics."""
 READER_PAUSED_SECONDS = 5.0
 """The reader paused on a full stream buffer for this long is reported by diagnostics."""
+
+CONSUMED_REPORT_BYTES = 64 * 1024
+"""Bytes of one stream the app reads before the session reports them consumed to a server
+of spec 1.1 (``webtransport.stream.consumed``): a sixteenth of the server's 1 MiB stream
+window, so the peer's credit never runs dry while the app keeps reading."""

@@ -6,11 +6,18 @@ client. After ``accept()`` (server role) or ``initialize()`` (client role) a rea
 pumps ``receive()`` and hands each event to its stream, its pending open, the datagram
 queue or the session itself; everything the app sends is a plain ``await send(...)``, so
 backpressure is the server's and is never hidden behind a local buffer.
+
+With a server of spec 1.1 (``extensions.webtransport.consumed``) the receive credit of a
+stream goes back as the app reads that stream (:mod:`.credit`), so the reader never stops
+and one stream the app does not read holds no other stream, datagram or close back. With
+a 1.0 server, credit follows the reader, so the reader pauses while one stream holds more
+than ``stream_buffer_size`` unread bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
@@ -24,6 +31,7 @@ from ..asgi import Message, Receive, Scope, Send, is_unidirectional
 from ..protocol.settings import parse_available_protocols
 from . import constants
 from .config import SessionConfig
+from .credit import ConsumedCounts
 from .datagram import WebTransportDatagramTransport
 from .events import Event, EventEmitter, EventType
 from .exceptions import (
@@ -195,6 +203,11 @@ class WebTransportSession(EventEmitter):
         self._max_write_wait = 0.0
         self._max_write_wait_stream: int | None = None
         self._protocol_error_log: deque[str] = deque(maxlen=10)
+        self._consumed_mode = bool(extension.get("consumed", False))
+        """The server returns receive credit on ``webtransport.stream.consumed`` (1.1)."""
+        self._consumed = ConsumedCounts(constants.CONSUMED_REPORT_BYTES)
+        self._consumed_due = asyncio.Event()
+        self._reporter: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         state = self._state.value
@@ -744,6 +757,14 @@ class WebTransportSession(EventEmitter):
         self._connect_received = True
 
     async def _start(self) -> None:
+        if self._consumed_mode:
+            # Before the reader takes anything: from now on, reads return credit. If the
+            # session is already over, the reader gets its disconnect.
+            with contextlib.suppress(OSError):
+                await self._send({"type": "webtransport.credit", "returned_on": "consumed"})
+            self._reporter = asyncio.create_task(
+                self._report_loop(), name=f"webtransport-session-{self.session_id}-credit"
+            )
         self._state = SessionState.CONNECTED
         self._stats.ready_at = time.time()
         self._reader = asyncio.create_task(
@@ -753,11 +774,15 @@ class WebTransportSession(EventEmitter):
         await self._emit(EventType.SESSION_READY)
 
     async def _stop_reader(self) -> None:
-        reader = self._reader
-        if reader is None or reader.done() or reader is asyncio.current_task():
-            return
-        reader.cancel()
-        await asyncio.wait({reader})
+        tasks = {
+            task
+            for task in (self._reader, self._reporter)
+            if task is not None and not task.done() and task is not asyncio.current_task()
+        }
+        for task in tasks:  # both before any wait: the reader must take nothing more
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def _finish(self, code: int | None, reason: str, *, by: str) -> None:
         """Mark the session closed and wake everyone waiting on it (once)."""
@@ -768,6 +793,9 @@ class WebTransportSession(EventEmitter):
         self._close_reason = reason
         self._closed_by = by
         self._stats.closed_at = time.time()
+        if self._reporter is not None:
+            self._reporter.cancel()  # the server returns all credit of an ended session
+        self._consumed.clear()
         for pending in self._pending:
             if not pending.future.done():
                 pending.future.set_exception(self._closed_error())
@@ -912,6 +940,36 @@ class WebTransportSession(EventEmitter):
         self._protocol_error_log.append(message)
         logger.warning("session %s: ASGI contract violation: %s", self.session_id, message)
 
+    # --- internals: receive credit (spec 1.1) -----------------------------------------------
+
+    def _read_from(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
+        """The app read (or dropped) ``size`` bytes of ``stream``; ``flush`` reports all
+        it read so far now (it is about to wait, or has read the stream to its end)."""
+        if not self._consumed_mode:
+            return
+        due = self._consumed.taken(stream.stream_id, size) if size else False
+        if (flush and self._consumed.flush(stream.stream_id)) or due:
+            self._consumed_due.set()
+
+    def _unread(self, stream: _StreamBase, size: int) -> None:
+        """``size`` bytes the app took went back to ``stream``'s buffer."""
+        if self._consumed_mode:
+            self._consumed.restored(stream.stream_id, size)
+
+    async def _report_loop(self) -> None:
+        """Send the due ``webtransport.stream.consumed`` reports. A task of its own, so
+        that reads never wait on ``send`` and a cancelled read loses nothing."""
+        while True:
+            await self._consumed_due.wait()
+            self._consumed_due.clear()
+            for stream_id, size in self._consumed.due():
+                try:
+                    await self._send(
+                        {"type": "webtransport.stream.consumed", "stream": stream_id, "bytes": size}
+                    )
+                except OSError:
+                    return  # the session is over: the server returned everything itself
+
     # --- internals: the reader -----------------------------------------------------------
 
     async def _read_loop(self) -> None:
@@ -972,8 +1030,9 @@ class WebTransportSession(EventEmitter):
         self._bytes_received += len(data)
         if end_stream:
             await self._stream_changed(stream)
-        if not stream._space.is_set():
-            # The memory bound: pull nothing more until the app reads this stream.
+        if not self._consumed_mode and not stream._space.is_set():
+            # The memory bound of a 1.0 server, whose credit follows this reader: pull
+            # nothing more until the app reads this stream.
             self._paused_on = stream
             self._paused_since = time.monotonic()
             try:

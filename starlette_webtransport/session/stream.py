@@ -1,9 +1,11 @@
 """Stream objects of a session.
 
 A stream is a pair of sides: the receiving side buffers what the session's reader hands
-it, the sending side is nothing but ``await send(...)`` of contract messages, so a write
-waits exactly as long as the server's backpressure says. Streams are created by the
-session (``create_*_stream()``, ``incoming_streams()``), never by the app.
+it and tells the session what the app read or dropped (with a spec 1.1 server, that
+returns the stream's receive credit); the sending side is nothing but ``await send(...)``
+of contract messages, so a write waits exactly as long as the server's backpressure says.
+Streams are created by the session (``create_*_stream()``, ``incoming_streams()``), never
+by the app.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class _StreamBase:
         self._bytes_received += len(data)
         if end_stream:
             self._recv = _Side.FINISHED
+            self._report_if_read_out()
         self._readable.set()
         if len(self._buffer) > self._session._config.stream_buffer_size:
             self._space.clear()
@@ -114,7 +117,14 @@ class _StreamBase:
     def _peer_reset(self, code: int | None) -> None:
         self._recv = _Side.RESET
         self._reset_code = code
+        self._report_if_read_out()
         self._readable.set()
+
+    def _report_if_read_out(self) -> None:
+        """Nothing more will arrive and nothing is left to read: report every byte read,
+        rather than keep the last partial batch's credit held until the session ends."""
+        if not self._buffer and self._recv is not _Side.OPEN:
+            self._session._read_from(self, 0, flush=True)
 
     def _peer_stopped(self, code: int | None) -> bool:
         self._stop_code = code
@@ -250,6 +260,7 @@ class WebTransportReceiveStream(_StreamBase):
     async def stop_sending(self, code: int = 0) -> None:
         """Tell the peer we will read no more (STOP_SENDING) and drop unread data."""
         check_code(code)
+        self._session._read_from(self, len(self._buffer), flush=True)  # dropped: consumed
         self._buffer.clear()
         self._space.set()
         self._readable.set()
@@ -286,11 +297,14 @@ class WebTransportReceiveStream(_StreamBase):
         del self._buffer[:n]
         if len(self._buffer) <= self._session._config.stream_buffer_size:
             self._space.set()
+        self._session._read_from(self, len(data))
+        self._report_if_read_out()
         return data
 
     def _restore(self, data: bytearray) -> None:
         if data and self._recv is not _Side.STOPPED:
             self._buffer[:0] = data
+            self._session._unread(self, len(data))
 
     async def _wait_for_data(self) -> None:
         """Wait for more data, or raise if none can come (EOF is the caller's business)."""
@@ -308,6 +322,7 @@ class WebTransportReceiveStream(_StreamBase):
             raise RuntimeError(
                 f"stream {self._stream_id}: another coroutine is already waiting for data"
             )
+        self._session._read_from(self, 0, flush=True)  # waiting must not hold credit back
         self._reading = True
         self._readable.clear()
         try:

@@ -4,9 +4,11 @@
 memory: it builds the scope, calls ``app(scope, receive, send)``, numbers streams as QUIC
 does, enforces ``max_datagram_size``, answers ``stream.open`` in order and maps close and
 rejection; it yields a client-role :class:`WebTransportSession` talking to the app. Stream
-data is flow-controlled (a sender waits while ``stream_window`` bytes are queued for the
-receiver and not yet received), so backpressure and memory behave as on a real server;
-no network and no QUIC are involved, so use a real server for transport tests.
+data is flow-controlled, so backpressure and memory behave as on a real server: a sender
+waits while ``stream_window`` bytes are queued for the receiver and not yet received, or,
+for a receiver that reports consumption (``webtransport.credit``, spec 1.1), while
+``stream_window`` bytes of that stream, or four windows in all, are not yet consumed. No
+network and no QUIC are involved, so use a real server for transport tests.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ DEFAULT_MAX_DATAGRAM_SIZE = 1200
 """About what a real server reports for a 1350-byte QUIC packet on loopback."""
 DEFAULT_STREAM_WINDOW = 1024 * 1024
 """Stream bytes queued for one side before senders wait, like a QUIC connection window."""
+CONSUMED_WINDOWS = 4
+"""Stream windows a receiver that reports consumption may hold in all, like QUIC's
+connection window beside its stream windows."""
 DATAGRAM_QUEUE_SIZE = 256
 """Datagrams queued for one side; more are dropped, as an overloaded server would."""
 APP_EXIT_TIMEOUT = 5.0
@@ -40,6 +45,7 @@ APP_EXIT_TIMEOUT = 5.0
 _SERVER_ADDRESS = ("testserver", 443)
 _CLIENT_ADDRESS = ("testclient", 50000)
 _ROLES = ("server", "client")
+_RECEIVING_EVENTS = ("webtransport.stream.receive", "webtransport.stream.reset")
 
 
 class ChannelClosedError(OSError):
@@ -54,6 +60,14 @@ class _Endpoint:
         self.events: deque[Message] = deque()
         self.arrived = asyncio.Event()
         self.stream_bytes = 0
+        """Stream bytes sent to this side that still hold credit."""
+        self.held: dict[int, int] = {}
+        """The same, per stream."""
+        self.consumed_mode = False
+        """This side reports what it consumed (spec 1.1): received data holds credit
+        until ``webtransport.stream.consumed``."""
+        self.delivered: dict[int, int] = {}
+        """In consumed mode: bytes per stream received and not reported consumed."""
         self.space = asyncio.Event()
         self.space.set()
         self.datagrams = 0
@@ -64,6 +78,47 @@ class _Endpoint:
     def push(self, message: Message) -> None:
         self.events.append(message)
         self.arrived.set()
+
+    def hold(self, stream_id: int, size: int) -> None:
+        self.stream_bytes += size
+        self.held[stream_id] = self.held.get(stream_id, 0) + size
+
+    def release(self, stream_id: int, size: int) -> None:
+        """``size`` bytes of the stream stop holding credit: waiting senders look again."""
+        if not size:
+            return
+        self.stream_bytes -= size
+        remaining = self.held[stream_id] - size
+        if remaining:
+            self.held[stream_id] = remaining
+        else:
+            del self.held[stream_id]
+        self.space.set()
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        """Counts beyond what was received and not yet reported are ignored."""
+        size = min(size, self.delivered.get(stream_id, 0))
+        if size:
+            self.delivered[stream_id] -= size
+            if not self.delivered[stream_id]:
+                del self.delivered[stream_id]
+            self.release(stream_id, size)
+
+    def discard(self, stream_id: int) -> None:
+        """The side stopped reading the stream: drop what waits for it, free its credit."""
+        self.release(stream_id, self.delivered.pop(stream_id, 0))
+        kept: deque[Message] = deque()
+        for message in self.events:
+            if message.get("stream") == stream_id and message["type"] in _RECEIVING_EVENTS:
+                self.release(stream_id, len(message.get("data", b"")))
+            else:
+                kept.append(message)
+        self.events = kept
+
+    def blocked(self, stream_id: int, window: int) -> bool:
+        """Whether a sender to this side must wait before sending on ``stream_id``."""
+        total = window * CONSUMED_WINDOWS if self.consumed_mode else window
+        return self.stream_bytes >= total or self.held.get(stream_id, 0) >= window
 
 
 @dataclass(slots=True)
@@ -122,9 +177,11 @@ class _MemoryChannel:
         message = endpoint.events.popleft()
         kind = message["type"]
         if kind == "webtransport.stream.receive":
-            endpoint.stream_bytes -= len(message["data"])
-            if endpoint.stream_bytes < self.stream_window:
-                endpoint.space.set()
+            stream_id, size = message["stream"], len(message["data"])
+            if endpoint.consumed_mode and not endpoint.done:
+                endpoint.delivered[stream_id] = endpoint.delivered.get(stream_id, 0) + size
+            else:
+                endpoint.release(stream_id, size)
         elif kind == "webtransport.datagram.receive":
             endpoint.datagrams -= 1
         elif kind == "webtransport.disconnect":
@@ -165,6 +222,15 @@ class _MemoryChannel:
             self._stream_reset(role, message["stream"], _check_code(message.get("code", 0)))
         elif kind == "webtransport.stream.stop_sending":
             self._stop_sending(role, message["stream"], _check_code(message.get("code", 0)))
+        elif kind == "webtransport.stream.consumed":
+            size = message["bytes"]
+            if not isinstance(size, int) or size < 0:
+                raise ValueError(f"stream.consumed needs bytes >= 0, got {size!r}")
+            endpoint.consumed(message["stream"], size)
+        elif kind == "webtransport.credit":
+            if message.get("returned_on") != "consumed":
+                raise ValueError(f"webtransport.credit needs returned_on='consumed': {message}")
+            endpoint.consumed_mode = True
         else:
             raise ValueError(f"unknown ASGI WebTransport message {kind!r}")
 
@@ -251,7 +317,7 @@ class _MemoryChannel:
         end_stream = bool(message.get("end_stream", False))
         endpoint, peer = self.endpoints[role], self.peer(role)
         async with endpoint.send_lock:  # data leaves in the order send() was awaited
-            while data and peer.stream_bytes >= self.stream_window:
+            while data and peer.blocked(stream_id, self.stream_window):
                 peer.space.clear()
                 await peer.space.wait()
                 if endpoint.done:
@@ -264,7 +330,7 @@ class _MemoryChannel:
                 return  # carries nothing; a real peer would not even see the stream yet
             if record.recv_open[peer.role]:
                 record.announced = True
-                peer.stream_bytes += len(data)
+                peer.hold(stream_id, len(data))
                 peer.push(
                     {
                         "type": "webtransport.stream.receive",
@@ -286,6 +352,9 @@ class _MemoryChannel:
 
     def _stop_sending(self, role: str, stream_id: Any, code: int) -> None:
         record = self._record(role, stream_id, write=False)
+        endpoint = self.endpoints[role]
+        if endpoint.consumed_mode:
+            endpoint.discard(stream_id)
         if not record.recv_open[role]:
             return
         record.recv_open[role] = False

@@ -88,6 +88,9 @@ def _refuse(quic: QuicConnection, stream_id: int, code: int) -> None:
         quic.reset_stream(stream_id, code)
 
 
+_RECEIVING_EVENTS = ("webtransport.stream.receive", "webtransport.stream.reset")
+
+
 class _Held:
     """What arrived for a session that is not open yet: its streams and datagrams."""
 
@@ -359,7 +362,9 @@ class SessionChannel:
 
     Events wait in two queues: stream and control events in order, and datagrams in a
     bounded queue of their own so that a datagram flood neither grows memory nor delays
-    stream data. Credit comes back as the application *takes* events, in :meth:`receive`.
+    stream data. Credit comes back as the application *takes* events, in :meth:`receive`,
+    or, once it asked for that (``webtransport.credit``), as it reports each stream's
+    data consumed, so that one stream it does not read holds no other back.
 
     A server channel answers the CONNECT (``accept``/``reject``) and refuses peer streams
     that arrive before it accepted; a client channel is opened by the server's 2xx
@@ -414,6 +419,11 @@ class SessionChannel:
         self.peer_credit = PeerCredit.from_settings(peer_settings, enabled=negotiated)
         self.pending_opens: deque[bool] = deque()
         """``stream.open`` calls (``bidirectional``) waiting for the peer's stream credit."""
+        self.consumed_mode = False
+        """The app reports what it consumed (``webtransport.credit``, spec 1.1)."""
+        self.delivered: dict[int, int] = {}
+        """In consumed mode: bytes per stream the app took and has not reported consumed.
+        They still hold their credit."""
         router.sessions[stream_id] = self
 
     # --- network -> application -------------------------------------------------------
@@ -442,22 +452,82 @@ class SessionChannel:
                 self.waiter = None
 
     def _taken(self, message: Message) -> None:
-        """The application took ``message``: its data no longer holds credit, and a peer
-        stream whose last event it was lets the peer open another."""
+        """The application took ``message``. Its data stops holding credit now, or, once
+        the app reports consumption (``webtransport.credit``), when it says it consumed
+        them (:meth:`_consumed`). A peer stream whose last event it was lets the peer
+        open another."""
+        if (
+            self.consumed_mode
+            and self.disconnected is None
+            and message["type"] == "webtransport.stream.receive"
+            and message["data"]
+        ):
+            stream_id = message["stream"]
+            self.delivered[stream_id] = self.delivered.get(stream_id, 0) + len(message["data"])
+            if message["end_stream"]:
+                self._last_event_taken(stream_id)
+            return
+        self._settle(message)
+
+    def _settle(self, message: Message) -> None:
+        """``message`` is done with: its data stops holding credit at once."""
         kind = message["type"]
         if kind == "webtransport.stream.receive":
             stream_id = message["stream"]
             size = len(message["data"])
             if size:
-                if self.quic.release(stream_id, size):
-                    self.router.transmit_soon()
-                self._data_consumed(size)
+                self._release(stream_id, size)
             if not message["end_stream"]:
                 return
         elif kind == "webtransport.stream.reset":
             stream_id = message["stream"]
         else:
             return
+        self._last_event_taken(stream_id)
+
+    def _release(self, stream_id: int, size: int) -> None:
+        """``size`` held bytes of the stream are consumed: QUIC and WT credit follow."""
+        if self.quic.release(stream_id, size):
+            self.router.transmit_soon()
+        self._data_consumed(size)
+
+    def _consumed(self, stream_id: int, size: int) -> None:
+        """``webtransport.stream.consumed``: return the credit of what the app took. Counts
+        beyond what it took and has not reported yet are ignored, so a late or repeated
+        report can never grant the peer more than the windows."""
+        if not isinstance(stream_id, int) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"stream.consumed needs an int stream and bytes >= 0, got {size!r}")
+        held = self.delivered.get(stream_id, 0)
+        size = min(size, held)
+        if not size:
+            return
+        if size == held:
+            del self.delivered[stream_id]
+        else:
+            self.delivered[stream_id] = held - size
+        self._release(stream_id, size)
+
+    def _release_delivered(self) -> None:
+        delivered, self.delivered = self.delivered, {}
+        for stream_id, size in delivered.items():
+            self._release(stream_id, size)
+
+    def _discard(self, stream_id: int) -> None:
+        """The app stopped reading the stream: what it took and what still waits for it
+        stop holding credit, and the queued data and last event are dropped."""
+        held = self.delivered.pop(stream_id, 0)
+        if held:
+            self._release(stream_id, held)
+        if any(message.get("stream") == stream_id for message in self.events):
+            kept: deque[Message] = deque()
+            for message in self.events:
+                if message.get("stream") == stream_id and message["type"] in _RECEIVING_EVENTS:
+                    self._settle(message)
+                else:
+                    kept.append(message)
+            self.events = kept
+
+    def _last_event_taken(self, stream_id: int) -> None:
         if stream_id in self.final_queued:
             self.final_queued.remove(stream_id)
             if self.quic.release_stream(stream_id):
@@ -467,9 +537,10 @@ class SessionChannel:
 
     def release_queued(self) -> None:
         """The application is gone: what still waits for it stops holding credit."""
+        self._release_delivered()
         for message in self.events:
             if message is not self.disconnected:
-                self._taken(message)
+                self._settle(message)
         self.events.clear()
         if self.disconnected is not None:
             self.events.append(self.disconnected)
@@ -647,6 +718,7 @@ class SessionChannel:
                     quic.stop_stream(stream_id, WT_SESSION_GONE)
             stream.sending = stream.receiving = False
             self._maybe_forget(stream_id, stream)
+        self._release_delivered()  # the app can report no more
         self.router.sessions.pop(self.stream_id, None)
         self.router.transmit_soon()
         self.disconnected = {"type": "webtransport.disconnect", "code": code, "reason": reason}
@@ -698,6 +770,8 @@ class SessionChannel:
             )
         elif kind == "webtransport.datagram.send":
             await self._datagram_send(message["data"])
+        elif kind == "webtransport.stream.consumed":
+            self._consumed(message["stream"], message["bytes"])
         elif kind == "webtransport.stream.open":
             await self._open(bool(message["bidirectional"]))
         elif kind == "webtransport.stream.reset":
@@ -716,6 +790,8 @@ class SessionChannel:
         elif kind == "webtransport.drain":
             self._check_open()
             self._drain()
+        elif kind == "webtransport.credit":
+            self._credit_mode(message.get("returned_on"))
         else:
             raise ValueError(f"unknown message type {kind!r}")
 
@@ -854,9 +930,20 @@ class SessionChannel:
         self._maybe_forget(stream_id, stream)
         self.router.transmit_soon()
 
+    def _credit_mode(self, returned_on: object) -> None:
+        if returned_on != "consumed":
+            raise ValueError(
+                f'webtransport.credit needs returned_on="consumed", got {returned_on!r}'
+            )
+        if not self.accepted and not self.finished:
+            raise RuntimeError("the session must be accepted before it is used")
+        self.consumed_mode = True
+
     def _stop(self, stream_id: int, code: int) -> None:
         stream = self._known(stream_id, write=False)
         http3_code = app_to_http3(code)
+        if self.consumed_mode:
+            self._discard(stream_id)
         if stream is None or not stream.receiving:
             return
         with contextlib.suppress(ValueError):  # finished; its FIN event is on the way

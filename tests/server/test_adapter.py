@@ -42,7 +42,7 @@ async def test_scope_describes_the_session(app: ScriptedApp, server: Any) -> Non
     assert headers[b"sec-webtransport-http3-draft"] == b"draft02"
     (scope,) = scopes
     assert scope["type"] == "webtransport"
-    assert scope["asgi"]["spec_version"] == "1.0"
+    assert scope["asgi"]["spec_version"] == "1.1"
     assert scope["http_version"] == "3"
     assert scope["method"] == "CONNECT"
     assert scope["scheme"] == "https"

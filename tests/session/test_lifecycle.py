@@ -86,7 +86,7 @@ async def test_accept_exposes_request_properties() -> None:
     )
     handler = seen["handler"]
     assert isinstance(handler, ASGIChannel)
-    assert (handler.spec_version, handler.draft) == ("1.0", "draft15")
+    assert (handler.spec_version, handler.draft) == ("1.1", "draft15")
     assert seen["state_dict"] == {"user": "ann"}
 
 

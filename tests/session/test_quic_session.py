@@ -196,7 +196,7 @@ async def test_accept_negotiates_protocol_and_headers_ready_and_initialize(live:
         assert near.connection.remote == ("127.0.0.1", live.server.port)
         assert far.connection.remote is not None and near.connection.local is not None
         assert far.connection.remote[1] == near.connection.local[1]
-        assert far.protocol_handler.spec_version == "1.0"
+        assert far.protocol_handler.spec_version == "1.1"
         assert far.protocol_handler.draft == near.protocol_handler.draft == "draft15"
         await near.close()
         await far.wait_closed()
