@@ -73,7 +73,9 @@ class _Endpoint:
         self.datagrams = 0
         self.final: Message | None = None
         self.done = False
-        self.send_lock = asyncio.Lock()
+        self.send_locks: dict[int, asyncio.Lock] = {}
+        """Per stream: its data leaves in the order ``send`` was awaited, and a write
+        waiting for one stream's window holds no other stream back, as over QUIC."""
 
     def push(self, message: Message) -> None:
         self.events.append(message)
@@ -316,7 +318,7 @@ class _MemoryChannel:
         data = bytes(message.get("data", b""))
         end_stream = bool(message.get("end_stream", False))
         endpoint, peer = self.endpoints[role], self.peer(role)
-        async with endpoint.send_lock:  # data leaves in the order send() was awaited
+        async with endpoint.send_locks.setdefault(stream_id, asyncio.Lock()):
             while data and peer.blocked(stream_id, self.stream_window):
                 peer.space.clear()
                 await peer.space.wait()
