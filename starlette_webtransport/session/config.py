@@ -1,8 +1,9 @@
 """Per-session limits.
 
-Every field bounds memory or waiting: a session never holds more than roughly
-``(max_streams + max_incoming_streams) * stream_buffer_size`` bytes of stream data plus
-``datagram_queue_size`` datagrams, whatever the peer sends.
+Every field bounds memory or waiting: whatever the peer sends, a session holds at most the
+server's receive windows of stream data (with a 1.0 server, roughly
+``(max_streams + max_incoming_streams) * stream_buffer_size`` bytes) plus
+``datagram_queue_size`` datagrams.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ class SessionConfig:
     """Peer streams waiting for the app to take them from ``incoming_streams()``; more
     are refused with :data:`~.constants.STREAM_REFUSED_CODE`."""
     stream_buffer_size: int = constants.DEFAULT_STREAM_BUFFER_SIZE
-    """Unread bytes per stream before the session stops calling ``receive()`` until the
-    app reads that stream (see "Memory and head-of-line blocking" in docs/session-api.md)."""
+    """How far ``readuntil()`` looks for its separator. With a server of spec 1.0 (no
+    ``consumed`` in the scope), also the unread bytes per stream before the session stops
+    calling ``receive()`` until the app reads that stream; a 1.1 server bounds each stream
+    by its window instead (see "Memory and head-of-line blocking" in docs/session-api.md)."""
     datagram_queue_size: int = constants.DEFAULT_DATAGRAM_QUEUE_SIZE
     """Received datagrams kept for the app; when full, the oldest is dropped and counted."""
     stream_open_timeout: float | None = constants.DEFAULT_STREAM_OPEN_TIMEOUT

@@ -12,7 +12,8 @@ DEFAULT_MAX_STREAMS = 100
 DEFAULT_MAX_INCOMING_STREAMS = 32
 """Peer streams announced but not yet taken by the app from ``incoming_streams()``."""
 DEFAULT_STREAM_BUFFER_SIZE = 256 * 1024
-"""Unread bytes one stream may hold before the session stops pulling from ``receive``."""
+"""``readuntil()``'s search limit; with a 1.0 server, the unread bytes one stream may hold
+before the session stops pulling from ``receive``."""
 DEFAULT_DATAGRAM_QUEUE_SIZE = 128
 """Received datagrams kept for the app; beyond it the oldest is dropped."""
 DEFAULT_STREAM_OPEN_TIMEOUT = 30.0
