@@ -115,7 +115,6 @@ async def test_the_peers_close_reaches_the_app_past_a_full_stream(live: Live) ->
         await until(lambda: server.quic.unconsumed.get(far_stuck.stream_id, 0) > 0)
         await asyncio.wait_for(far_stuck.readexactly(10), ANSWER)  # read a little, then stop
         await until(lambda: len(far_stuck._buffer) > STREAM_WINDOW // 2)
-        far.on("session.draining", lambda event: None)
         await near.close(code=7, reason="leaving")
         writing.cancel()
         await asyncio.wait_for(far.wait_closed(), ANSWER)
@@ -157,3 +156,41 @@ async def test_an_echo_the_peer_never_reads_holds_nothing_else_back(live: Live) 
         writing.cancel()
         echoing.cancel()
         await asyncio.gather(writing, echoing, return_exceptions=True)
+
+
+async def test_the_example_echo_serves_other_streams_while_one_echo_is_unread(
+    webtransport_server: ServerFactory, webtransport_client: ClientFactory
+) -> None:
+    """What users run: the example app's ``/echo`` over QUIC. The client writes eight
+    windows on one stream (more than both ends' windows and send buffers hold) and never
+    reads the echo; a new bidirectional stream, a
+    unidirectional stream and datagrams are still echoed on the same session."""
+    from example_app.app import app as example_app
+
+    async with (
+        asyncio.timeout(TIMEOUT),
+        webtransport_server(example_app, graceful_timeout=GRACE) as server,
+        webtransport_client(server, "/echo") as session,
+    ):
+        client = channel_of(session)
+        stuck = await session.create_bidirectional_stream()
+        writing = asyncio.create_task(stuck.write(bytes(8 * STREAM_WINDOW)))
+        await until(
+            lambda: client.quic.unconsumed.get(stuck.stream_id, 0) > STREAM_WINDOW // 2,
+            timeout=ANSWER * 2,
+        )
+
+        fresh = await session.create_bidirectional_stream(timeout=ANSWER)
+        await fresh.write(b"ping", end_stream=True)
+        assert await asyncio.wait_for(fresh.read(), ANSWER) == b"ping"
+        up = await session.create_unidirectional_stream(timeout=ANSWER)
+        await up.write(b"one way", end_stream=True)
+        back = await session.accept_unidirectional_stream(timeout=ANSWER)
+        assert await asyncio.wait_for(back.read(), ANSWER) == b"one way"
+        await session.datagrams.send(b"dgram")
+        assert await asyncio.wait_for(session.datagrams.receive(), ANSWER) == b"dgram"
+
+        assert client.quic.unconsumed.get(stuck.stream_id, 0) <= STREAM_WINDOW
+        assert not writing.done()  # the echo waits for us, so our write waits for it
+        writing.cancel()
+        await asyncio.gather(writing, return_exceptions=True)
