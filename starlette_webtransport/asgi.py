@@ -265,6 +265,27 @@ def make_scope(
     }
 
 
+class SessionEnd(Exception):
+    """Base of the exceptions that mean "the session ended under this call".
+
+    The session layer's :class:`~starlette_webtransport.session.SessionClosedError`
+    derives from it. An app that stops because its session ended has nothing to report,
+    and the usual shape of a session handler, a ``TaskGroup`` of stream tasks, turns that
+    into an ``ExceptionGroup``; the servers (ours and the in-process test client) and the
+    Starlette integration use :func:`is_session_end` to treat both as a normal return
+    instead of logging a traceback for every disconnect. It lives here, with the
+    contract, because the server must recognise it without importing the session layer.
+    """
+
+
+def is_session_end(exc: BaseException) -> bool:
+    """True if ``exc`` is a :class:`SessionEnd`, or an exception group (nested or not)
+    made only of them: an app that ended this way ended normally (contract, section 6)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_session_end(inner) for inner in exc.exceptions)
+    return isinstance(exc, SessionEnd)
+
+
 def unrouted_webtransport(exc: BaseException) -> str | None:
     """The words for an app that cannot route WebTransport scopes, or ``None``.
 

@@ -26,7 +26,7 @@ from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
 from hypercorn.utils import filter_pseudo_headers
 
-from ..asgi import make_scope, unrouted_webtransport
+from ..asgi import is_session_end, make_scope, unrouted_webtransport
 from ..protocol.errors import H3_REQUEST_REJECTED
 from ..protocol.settings import Draft, negotiate_draft, parse_available_protocols
 from ..transport import (
@@ -168,10 +168,13 @@ class WebTransportSessionHandler(SessionChannel):
             if self.task is not None:
                 self.task.uncancel()
         except Exception as exc:
-            failed = True
-            if hint := unrouted_webtransport(exc):
+            if is_session_end(exc):
+                pass  # the app stopped because its session ended: a return, not a failure
+            elif hint := unrouted_webtransport(exc):
+                failed = True
                 log.error("session %s to %s: %s", self.scope_session_id, self.scope["path"], hint)
             else:
+                failed = True
                 log.exception(
                     "error in WebTransport application (session %s)", self.scope_session_id
                 )

@@ -11,6 +11,7 @@ backpressure is the server's and is never hidden behind a local buffer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
@@ -863,12 +864,8 @@ class WebTransportSession(EventEmitter):
 
     async def _abandon_stream(self, stream: WebTransportSendStream) -> None:
         self._streams_abandoned += 1
-        try:
-            await stream.reset(constants.STREAM_ABANDONED_CODE)
-            if isinstance(stream, WebTransportStream):
-                await stream.stop_sending(constants.STREAM_ABANDONED_CODE)
-        except SessionClosedError:
-            pass
+        with contextlib.suppress(SessionClosedError):
+            await stream.abort(constants.STREAM_ABANDONED_CODE)
 
     def _register(self, stream: _StreamBase) -> None:
         self._streams[stream.stream_id] = stream
