@@ -21,7 +21,7 @@ answers an invalid message with an ``Error`` message instead of dropping the str
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -37,11 +37,11 @@ from starlette_webtransport.broadcast import (
     default_broadcast,
 )
 from starlette_webtransport.session import (
-    StreamError,
     StreamType,
     WebTransportReceiveStream,
     WebTransportSession,
     WebTransportStream,
+    serve_streams,
 )
 from starlette_webtransport.session.constants import STREAM_REFUSED_CODE
 from starlette_webtransport.starlette import (
@@ -63,15 +63,9 @@ HERE = Path(__file__).parent
 
 async def echo(session: WebTransportSession) -> None:
     await session.accept()
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(_echo_datagrams(session))
-        async for stream in session.incoming_streams():
-            tasks.create_task(_echo_stream(session, stream))
-
-
-async def _echo_datagrams(session: WebTransportSession) -> None:
-    async for data in session.datagrams:
-        await session.datagrams.send(data)
+    # Each stream is its own error domain: a peer's reset or a failing echo ends that
+    # stream only, and a datagram that cannot be echoed is logged, not fatal.
+    await serve_streams(session, partial(_echo_stream, session), on_datagram=session.datagrams.send)
 
 
 async def _echo_stream(session: WebTransportSession, stream: StreamType) -> None:
@@ -96,34 +90,30 @@ async def room(session: WebTransportSession) -> None:
     hub = default_broadcast()
     group = f"room:{session.path_params['room']}"
     await hub.join(group, session)  # and leaves when the session ends
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(_relay_datagrams(session, group))
-        async for stream in session.incoming_streams():
-            if isinstance(stream, WebTransportStream):  # not part of a room's contract
-                await stream.stop_sending(STREAM_REFUSED_CODE)
-                await stream.reset(STREAM_REFUSED_CODE)
-            else:
-                tasks.create_task(_relay_stream(session, group, stream))
 
-
-async def _relay_datagrams(session: WebTransportSession, group: str) -> None:
-    hub = default_broadcast()
-    async for data in session.datagrams:
+    async def relay_datagram(data: bytes) -> None:
         await hub.publish(group, data, delivery=Delivery.DATAGRAM, exclude=session)
+
+    async def on_stream(stream: StreamType) -> None:
+        if isinstance(stream, WebTransportStream):  # not part of a room's contract
+            await stream.abort(STREAM_REFUSED_CODE)
+        else:
+            await _relay_stream(session, group, stream)
+
+    await serve_streams(session, on_stream, on_datagram=relay_datagram)
 
 
 async def _relay_stream(
     session: WebTransportSession, group: str, stream: WebTransportReceiveStream
 ) -> None:
+    # A reset by the sender raises StreamResetError here: nothing is relayed, and
+    # serve_streams ends this handler quietly while the room goes on.
     message = bytearray()
-    try:
-        while chunk := await stream.read(ROOM_MESSAGE_LIMIT + 1 - len(message)):
-            message += chunk
-            if len(message) > ROOM_MESSAGE_LIMIT:
-                await stream.stop_sending(ROOM_MESSAGE_TOO_LARGE)
-                return
-    except StreamError:  # the sender reset it: nothing to relay, and the room goes on
-        return
+    while chunk := await stream.read(ROOM_MESSAGE_LIMIT + 1 - len(message)):
+        message += chunk
+        if len(message) > ROOM_MESSAGE_LIMIT:
+            await stream.stop_sending(ROOM_MESSAGE_TOO_LARGE)
+            return
     await default_broadcast().publish(
         group, bytes(message), delivery=Delivery.UNI_STREAM, exclude=session
     )
@@ -158,10 +148,12 @@ SCHEMA: Schema[Hello | Reply | Error] = Schema(
 
 async def structured(session: WebTransportSession) -> None:
     await session.accept()
-    async with asyncio.TaskGroup() as tasks:
-        async for stream in session.incoming_streams():
-            if isinstance(stream, WebTransportStream):
-                tasks.create_task(_answer(StructuredStream(stream, schema=SCHEMA)))
+
+    async def on_stream(stream: StreamType) -> None:
+        if isinstance(stream, WebTransportStream):
+            await _answer(StructuredStream(stream, schema=SCHEMA))
+
+    await serve_streams(session, on_stream)
 
 
 async def _answer(stream: StructuredStream[Hello | Reply | Error]) -> None:
