@@ -144,7 +144,8 @@ async def vanish_mid_echo(port: int, path: str) -> None:
         for stream_id in streams:
             peer.send(stream_id, b"ping")
         await peer.wait_for(
-            lambda: all(peer.stream_data.get(s) == b"ping" for s in streams), TIMEOUT
+            lambda: all(bytes(peer.stream_data.get(s, b"")) == b"ping" for s in streams),
+            TIMEOUT,
         )
 
 
