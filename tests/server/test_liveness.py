@@ -26,6 +26,7 @@ from starlette_webtransport.session import WebTransportSession
 from starlette_webtransport.testing.server import running_server
 from starlette_webtransport.transport.limits import Limits
 
+from ..tooling.example_server import example_server
 from .conftest import ScriptedApp
 from .rawclient import raw_peer
 
@@ -194,3 +195,19 @@ def test_cli_flags_and_environment_set_keep_alive_and_idle_timeout() -> None:
     with pytest.raises(SystemExit) as exc:  # a keep-alive the idle timeout would beat
         serve_settings(parser.parse_args(["serve", "a:b", "--keep-alive", "8"]), {}, parser)
     assert exc.value.code == 2
+
+
+async def test_the_cli_options_reach_the_server() -> None:
+    """``serve --idle-timeout 1 --keep-alive 0.3``: the example's ``/echo`` session of a
+    peer that goes silent ends as a timeout within about a second, and says so in the log."""
+    async with (
+        example_server("--idle-timeout", "1", "--keep-alive", "0.3") as server,
+        raw_peer(server.port) as peer,
+    ):
+        await peer.open_session("/echo")
+        peer._transport.sendto = lambda *args, **kwargs: None  # type: ignore[union-attr]
+        vanished = asyncio.get_running_loop().time()
+        await peer.wait_for(lambda: bool(server.closes()), timeout=5)
+        assert asyncio.get_running_loop().time() - vanished < 1.0 + 0.3 + 1.0
+    assert "code=0 reason='' cause=timeout" in server.closes()[0]
+    assert not [line for line in server.log if " ERROR " in line], server.log
