@@ -166,6 +166,24 @@ async def test_a_clean_close_says_peer_closed_with_its_code(app: ScriptedApp) ->
     assert server_session.close_reason == "done"
 
 
+async def test_a_connection_closed_under_the_session_says_connection_closed(
+    app: ScriptedApp,
+) -> None:
+    """The peer closes its QUIC connection (CONNECTION_CLOSE) without closing the session
+    first, as a browser does when its tab goes away normally: not a timeout."""
+    ended = asgi_disconnects(app, "/abrupt")
+    async with running_server(app) as state:
+        async with raw_peer(state.port) as peer:
+            await peer.open_session("/abrupt")
+        _, message = await asyncio.wait_for(ended, 5)
+    assert message == {
+        "type": "webtransport.disconnect",
+        "code": 0,
+        "reason": "",
+        "cause": "connection_closed",
+    }
+
+
 async def test_server_shutdown_says_shutdown(app: ScriptedApp) -> None:
     ended = asgi_disconnects(app, "/stay")
     async with contextlib.AsyncExitStack() as stack:
