@@ -116,13 +116,33 @@ class DrainEvent(TypedDict):
     type: Literal["webtransport.drain"]
 
 
+CloseCause = Literal[
+    "peer_closed",
+    "peer_reset",
+    "connection_closed",
+    "timeout",
+    "shutdown",
+    "closed",
+    "error",
+    "rejected",
+    "protocol_error",
+]
+"""How a session ended (``cause`` of ``webtransport.disconnect``, docs/asgi-webtransport.md):
+the peer closed it (WT_CLOSE_SESSION or FIN), the peer reset its CONNECT stream, the QUIC
+connection was closed under it, nothing came from the peer for the idle timeout (a vanished
+peer), the server shut down, the app closed it or returned, the app raised, it was never
+accepted, or the peer broke the protocol."""
+
+
 class DisconnectEvent(TypedDict):
     """The session is over; always the last event. ``code``/``reason`` come from the
-    peer's WT_CLOSE_SESSION, or are 0/"" for a bare FIN or a lost connection."""
+    peer's WT_CLOSE_SESSION, or are 0/"" for a bare FIN or a lost connection. ``cause``
+    (optional: servers may leave it out) says how it ended."""
 
     type: Literal["webtransport.disconnect"]
     code: int
     reason: str
+    cause: NotRequired[CloseCause]
 
 
 ReceiveEvent = (

@@ -57,9 +57,6 @@ class ExampleServer(CLIExampleServer):
         assert "error" not in result, (result, "".join(self.log[-40:]))
         return result
 
-    def closes(self) -> list[str]:
-        return [line for line in self.log if " closed: /echo " in line]
-
 
 @contextlib.asynccontextmanager
 async def example_server() -> AsyncIterator[ExampleServer]:

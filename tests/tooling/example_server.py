@@ -60,6 +60,10 @@ class ExampleServer:
                         return line
                 await asyncio.sleep(0.02)
 
+    def closes(self, path: str = "/echo") -> list[str]:
+        """The per-session close lines (logged at DEBUG) of sessions on ``path``."""
+        return [line for line in self.log if f" closed: {path} " in line]
+
     async def collect(self) -> None:
         assert self.process.stdout is not None
         while line := await self.process.stdout.readline():
@@ -71,7 +75,7 @@ S = TypeVar("S", bound=ExampleServer)
 
 @contextlib.asynccontextmanager
 async def serve_example(
-    factory: Callable[[asyncio.subprocess.Process, int], S],
+    factory: Callable[[asyncio.subprocess.Process, int], S], *options: str
 ) -> AsyncIterator[S]:
     """Serve the example app on a free loopback port at ``--log-level debug`` (session
     closes are logged at DEBUG). On exit the server is stopped with SIGTERM and waited for,
@@ -92,6 +96,7 @@ async def serve_example(
         "debug",
         "--graceful-timeout",
         "2",
+        *options,
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=asyncio.subprocess.PIPE,
