@@ -81,7 +81,7 @@ async def example_server() -> AsyncIterator[tuple[int, int, str]]:
 async def test_example_page(browser: str) -> None:
     async with example_server() as (_, http_port, fingerprint):
         # The page pins the hash the CLI printed, which proves browsers accept it.
-        url = f"http://127.0.0.1:{http_port}/?hash={fingerprint}"
+        url = f"http://127.0.0.1:{http_port}/echo-checks?hash={fingerprint}"
         report = await run_page(browser, url, timeout=90)
     results = {r["name"]: r for r in report["results"]}
     failures = {name: r["detail"] for name, r in results.items() if not r["ok"]}
