@@ -115,8 +115,10 @@ class ServerView(msgspec.Struct):
     uptime: float
     active_streams: int
     streams_created: int
-    bytes_sent: int
+    bytes_sent: int  # stream payload bytes
     bytes_received: int
+    datagram_bytes_sent: int
+    datagram_bytes_received: int
     datagrams_sent: int
     datagrams_received: int
     datagrams_dropped: int
@@ -326,11 +328,13 @@ def _unit(value: float) -> float:
 async def _report_view(
     session: WebTransportSession, answer: Callable[[Message], Awaitable[None]]
 ) -> None:
-    """The server's side of the page's charts: ``get_summary()`` every second."""
+    """The server's side of the page's charts: ``get_summary()`` every second, with the
+    datagram bytes from ``get_session_stats()``."""
     pid = os.getpid()
     while True:
         await asyncio.sleep(VIEW_INTERVAL)
         s = await session.get_summary()
+        stats = await session.get_session_stats()
         await answer(
             ServerView(
                 pid=pid,
@@ -340,6 +344,8 @@ async def _report_view(
                 streams_created=int(s["streams_created"]),
                 bytes_sent=int(s["bytes_sent"]),
                 bytes_received=int(s["bytes_received"]),
+                datagram_bytes_sent=int(stats["datagram_bytes_sent"]),
+                datagram_bytes_received=int(stats["datagram_bytes_received"]),
                 datagrams_sent=int(s["datagrams_sent"]),
                 datagrams_received=int(s["datagrams_received"]),
                 datagrams_dropped=int(s["datagrams_dropped"]),
