@@ -60,8 +60,10 @@ async def open_room(
         report = await run_page(browser, url, timeout=PAGE_DEADLINE + 15, screenshot=shot)
         return {**report, "browser": browser}
 
-    reports = await asyncio.gather(*(page(browser, name) for browser, name in PAGES))
-    return {report["name"]: report for report in reports}
+    # A TaskGroup: if one page fails, the others are cancelled and their browsers stopped.
+    async with asyncio.TaskGroup() as pages:
+        tasks = [pages.create_task(page(browser, name)) for browser, name in PAGES]
+    return {task.result()["name"]: task.result() for task in tasks}
 
 
 def check_room(reports: dict[str, dict[str, Any]], screenshot: Path) -> None:
