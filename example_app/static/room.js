@@ -192,8 +192,9 @@ function serverBytes(direction) {
   return view ? view[`bytes_${direction}`] + view[`datagram_bytes_${direction}`] : 0;
 }
 
-// Once a second: the browser's figures where it has getStats(), else the ping on the chat
-// stream and the server's byte counts; datagram rates as the page counts them.
+// Once a second: the browser's figures where it has WebTransport.getStats(), else the ping
+// on the chat stream and the server's byte counts (Chromium 156 has no getStats() and
+// Firefox 153 ESR's throws "not implemented"); datagram rates as the page counts them.
 let previous = null;
 async function tick() {
   const room = state.room;
