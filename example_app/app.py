@@ -1,7 +1,9 @@
 """The example app: WebTransport echo and typed messages, with a browser page.
 
 Run it with ``scripts/example`` (or ``starlette-webtransport serve example_app.app:app
---http-port 8000``) and open http://127.0.0.1:8000/.
+--http-port 8000``) and open http://127.0.0.1:8000/: the room page (chat, live cursors,
+presence and live charts; ``example_app/live.py`` serves it). The echo checks page is at
+http://127.0.0.1:8000/echo-checks.
 
 ``/echo`` is the contract that outside checks rely on: every client bidirectional stream
 is echoed on the same stream and finished when the client finishes it; every client
@@ -31,6 +33,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from example_app import live
 from starlette_webtransport.broadcast import (
     BackendUnavailableError,
     Delivery,
@@ -172,13 +175,18 @@ async def _answer(stream: StructuredStream[Hello | Reply | Error]) -> None:
     await stream.close()
 
 
-async def homepage(request: object) -> FileResponse:
-    return FileResponse(HERE / "static" / "index.html")
+async def room_page(request: object) -> FileResponse:
+    return FileResponse(HERE / "static" / "room.html")
+
+
+async def echo_checks_page(request: object) -> FileResponse:
+    return FileResponse(HERE / "static" / "echo-checks.html")
 
 
 app = Starlette(
     routes=[
-        Route("/", homepage),
+        Route("/", room_page),
+        Route("/echo-checks", echo_checks_page),
         Mount(
             "/static",
             StaticFiles(directory=HERE / "static", packages=[("starlette_webtransport", "static")]),
@@ -188,6 +196,7 @@ app = Starlette(
         WebTransportRoute("/structured", structured),
         WebTransportRoute("/rooms/{room}", room),
         Route("/rooms/{room}/members", room_members),
+        *live.routes,  # /rooms/{room}/live and its token: the room page's protocol
     ]
 )
 enable_webtransport(app)
