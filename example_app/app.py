@@ -1,7 +1,9 @@
 """The example app: WebTransport echo and typed messages, with a browser page.
 
 Run it with ``scripts/example`` (or ``starlette-webtransport serve example_app.app:app
---http-port 8000``) and open http://127.0.0.1:8000/.
+--http-port 8000``) and open http://127.0.0.1:8000/: the room page (chat, live cursors,
+presence and live charts; ``example_app/live.py`` serves it). The echo checks page is at
+http://127.0.0.1:8000/echo-checks.
 
 ``/echo`` is the contract that outside checks rely on: every client bidirectional stream
 is echoed on the same stream and finished when the client finishes it; every client
@@ -21,7 +23,7 @@ answers an invalid message with an ``Error`` message instead of dropping the str
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -31,17 +33,18 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from example_app import live
 from starlette_webtransport.broadcast import (
     BackendUnavailableError,
     Delivery,
     default_broadcast,
 )
 from starlette_webtransport.session import (
-    StreamError,
     StreamType,
     WebTransportReceiveStream,
     WebTransportSession,
     WebTransportStream,
+    serve_streams,
 )
 from starlette_webtransport.session.constants import STREAM_REFUSED_CODE
 from starlette_webtransport.starlette import (
@@ -63,15 +66,9 @@ HERE = Path(__file__).parent
 
 async def echo(session: WebTransportSession) -> None:
     await session.accept()
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(_echo_datagrams(session))
-        async for stream in session.incoming_streams():
-            tasks.create_task(_echo_stream(session, stream))
-
-
-async def _echo_datagrams(session: WebTransportSession) -> None:
-    async for data in session.datagrams:
-        await session.datagrams.send(data)
+    # Each stream is its own error domain: a peer's reset or a failing echo ends that
+    # stream only, and a datagram that cannot be echoed is logged, not fatal.
+    await serve_streams(session, partial(_echo_stream, session), on_datagram=session.datagrams.send)
 
 
 async def _echo_stream(session: WebTransportSession, stream: StreamType) -> None:
@@ -96,34 +93,30 @@ async def room(session: WebTransportSession) -> None:
     hub = default_broadcast()
     group = f"room:{session.path_params['room']}"
     await hub.join(group, session)  # and leaves when the session ends
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(_relay_datagrams(session, group))
-        async for stream in session.incoming_streams():
-            if isinstance(stream, WebTransportStream):  # not part of a room's contract
-                await stream.stop_sending(STREAM_REFUSED_CODE)
-                await stream.reset(STREAM_REFUSED_CODE)
-            else:
-                tasks.create_task(_relay_stream(session, group, stream))
 
-
-async def _relay_datagrams(session: WebTransportSession, group: str) -> None:
-    hub = default_broadcast()
-    async for data in session.datagrams:
+    async def relay_datagram(data: bytes) -> None:
         await hub.publish(group, data, delivery=Delivery.DATAGRAM, exclude=session)
+
+    async def on_stream(stream: StreamType) -> None:
+        if isinstance(stream, WebTransportStream):  # not part of a room's contract
+            await stream.abort(STREAM_REFUSED_CODE)
+        else:
+            await _relay_stream(session, group, stream)
+
+    await serve_streams(session, on_stream, on_datagram=relay_datagram)
 
 
 async def _relay_stream(
     session: WebTransportSession, group: str, stream: WebTransportReceiveStream
 ) -> None:
+    # A reset by the sender raises StreamResetError here: nothing is relayed, and
+    # serve_streams ends this handler quietly while the room goes on.
     message = bytearray()
-    try:
-        while chunk := await stream.read(ROOM_MESSAGE_LIMIT + 1 - len(message)):
-            message += chunk
-            if len(message) > ROOM_MESSAGE_LIMIT:
-                await stream.stop_sending(ROOM_MESSAGE_TOO_LARGE)
-                return
-    except StreamError:  # the sender reset it: nothing to relay, and the room goes on
-        return
+    while chunk := await stream.read(ROOM_MESSAGE_LIMIT + 1 - len(message)):
+        message += chunk
+        if len(message) > ROOM_MESSAGE_LIMIT:
+            await stream.stop_sending(ROOM_MESSAGE_TOO_LARGE)
+            return
     await default_broadcast().publish(
         group, bytes(message), delivery=Delivery.UNI_STREAM, exclude=session
     )
@@ -158,10 +151,12 @@ SCHEMA: Schema[Hello | Reply | Error] = Schema(
 
 async def structured(session: WebTransportSession) -> None:
     await session.accept()
-    async with asyncio.TaskGroup() as tasks:
-        async for stream in session.incoming_streams():
-            if isinstance(stream, WebTransportStream):
-                tasks.create_task(_answer(StructuredStream(stream, schema=SCHEMA)))
+
+    async def on_stream(stream: StreamType) -> None:
+        if isinstance(stream, WebTransportStream):
+            await _answer(StructuredStream(stream, schema=SCHEMA))
+
+    await serve_streams(session, on_stream)
 
 
 async def _answer(stream: StructuredStream[Hello | Reply | Error]) -> None:
@@ -180,13 +175,18 @@ async def _answer(stream: StructuredStream[Hello | Reply | Error]) -> None:
     await stream.close()
 
 
-async def homepage(request: object) -> FileResponse:
-    return FileResponse(HERE / "static" / "index.html")
+async def room_page(request: object) -> FileResponse:
+    return FileResponse(HERE / "static" / "room.html")
+
+
+async def echo_checks_page(request: object) -> FileResponse:
+    return FileResponse(HERE / "static" / "echo-checks.html")
 
 
 app = Starlette(
     routes=[
-        Route("/", homepage),
+        Route("/", room_page),
+        Route("/echo-checks", echo_checks_page),
         Mount(
             "/static",
             StaticFiles(directory=HERE / "static", packages=[("starlette_webtransport", "static")]),
@@ -196,6 +196,7 @@ app = Starlette(
         WebTransportRoute("/structured", structured),
         WebTransportRoute("/rooms/{room}", room),
         Route("/rooms/{room}/members", room_members),
+        *live.routes,  # /rooms/{room}/live and its token: the room page's protocol
     ]
 )
 enable_webtransport(app)

@@ -22,6 +22,7 @@ _EXPORTS = {
     "SessionStats": "session",
     "SessionState": "session",
     "SessionConfig": "session",
+    "serve_streams": "session",
     "WebTransportRoute": "starlette",
     "WebTransportEndpoint": "starlette",
     "StructuredEndpoint": "starlette",
@@ -55,6 +56,7 @@ __all__ = [
     "enable_webtransport",
     "run",
     "serve",
+    "serve_streams",
 ]
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
         WebTransportSendStream,
         WebTransportSession,
         WebTransportStream,
+        serve_streams,
     )
     from .starlette import (
         StructuredEndpoint,

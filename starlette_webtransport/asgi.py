@@ -119,13 +119,33 @@ class DrainEvent(TypedDict):
     type: Literal["webtransport.drain"]
 
 
+CloseCause = Literal[
+    "peer_closed",
+    "peer_reset",
+    "connection_closed",
+    "timeout",
+    "shutdown",
+    "closed",
+    "error",
+    "rejected",
+    "protocol_error",
+]
+"""How a session ended (``cause`` of ``webtransport.disconnect``, docs/asgi-webtransport.md):
+the peer closed it (WT_CLOSE_SESSION or FIN), the peer reset its CONNECT stream, the QUIC
+connection was closed under it, nothing came from the peer for the idle timeout (a vanished
+peer), the server shut down, the app closed it or returned, the app raised, it was never
+accepted, or the peer broke the protocol."""
+
+
 class DisconnectEvent(TypedDict):
     """The session is over; always the last event. ``code``/``reason`` come from the
-    peer's WT_CLOSE_SESSION, or are 0/"" for a bare FIN or a lost connection."""
+    peer's WT_CLOSE_SESSION, or are 0/"" for a bare FIN or a lost connection. ``cause``
+    (optional: servers may leave it out) says how it ended."""
 
     type: Literal["webtransport.disconnect"]
     code: int
     reason: str
+    cause: NotRequired[CloseCause]
 
 
 ReceiveEvent = (
@@ -287,6 +307,27 @@ def make_scope(
         "subprotocols": subprotocols,
         "extensions": {"webtransport": extension},
     }
+
+
+class SessionEnd(Exception):
+    """Base of the exceptions that mean "the session ended under this call".
+
+    The session layer's :class:`~starlette_webtransport.session.SessionClosedError`
+    derives from it. An app that stops because its session ended has nothing to report,
+    and the usual shape of a session handler, a ``TaskGroup`` of stream tasks, turns that
+    into an ``ExceptionGroup``; the servers (ours and the in-process test client) and the
+    Starlette integration use :func:`is_session_end` to treat both as a normal return
+    instead of logging a traceback for every disconnect. It lives here, with the
+    contract, because the server must recognise it without importing the session layer.
+    """
+
+
+def is_session_end(exc: BaseException) -> bool:
+    """True if ``exc`` is a :class:`SessionEnd`, or an exception group (nested or not)
+    made only of them: an app that ended this way ended normally (contract, section 6)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_session_end(inner) for inner in exc.exceptions)
+    return isinstance(exc, SessionEnd)
 
 
 def unrouted_webtransport(exc: BaseException) -> str | None:

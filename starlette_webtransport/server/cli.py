@@ -137,6 +137,8 @@ _ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "pending_timeout": ("PENDING_TIMEOUT", _seconds),
     "receive_memory": ("RECEIVE_MEMORY", _size),
     "udp_buffer": ("UDP_BUFFER", _size),
+    "idle_timeout": ("IDLE_TIMEOUT", _seconds),
+    "keep_alive": ("KEEP_ALIVE", _seconds),
     "broadcast": ("BROADCAST", _broadcast_url),
 }
 """Setting name -> (environment variable suffix, parser)."""
@@ -146,6 +148,8 @@ _LIMITS: dict[str, tuple[str, ...]] = {
     "pending_timeout": ("pending_timeout",),
     "receive_memory": ("receive_memory",),
     "udp_buffer": ("udp_receive_buffer", "udp_send_buffer"),
+    "idle_timeout": ("idle_timeout",),
+    "keep_alive": ("keep_alive",),
 }
 """Settings that go into :class:`Limits` -> the fields each sets (docs/reliability.md)."""
 
@@ -249,6 +253,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="SO_RCVBUF and SO_SNDBUF for the UDP socket; 0 keeps the kernel's (4M)",
     )
     serve.add_argument(
+        "--idle-timeout",
+        type=_argparse_type(_seconds),
+        metavar="S",
+        help=(
+            "seconds of silence from a peer after which its connection and sessions end "
+            f"as lost ({defaults.idle_timeout:g})"
+        ),
+    )
+    serve.add_argument(
+        "--keep-alive",
+        type=_argparse_type(_seconds),
+        metavar="S",
+        help=(
+            "seconds of silence from a peer after which the server PINGs it, so idle "
+            f"sessions stay up; 0 for none ({defaults.keep_alive:g})"
+        ),
+    )
+    serve.add_argument(
         "--broadcast",
         type=_argparse_type(_broadcast_url),
         metavar="URL",
@@ -317,7 +339,10 @@ def serve_settings(
         if name in values:
             value = values.pop(name)
             limits.update(dict.fromkeys(fields, value))
-    return ServeSettings(**values, limits=replace(Limits(), **limits))
+    try:
+        return ServeSettings(**values, limits=replace(Limits(), **limits))
+    except ValueError as exc:  # limits that contradict each other
+        parser.error(str(exc))
 
 
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -26,7 +26,7 @@ from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
 from hypercorn.utils import filter_pseudo_headers
 
-from ..asgi import make_scope, unrouted_webtransport
+from ..asgi import CloseCause, is_session_end, make_scope, unrouted_webtransport
 from ..protocol.errors import H3_REQUEST_REJECTED
 from ..protocol.settings import Draft, negotiate_draft, parse_available_protocols
 from ..transport import (
@@ -109,8 +109,8 @@ class WebTransportSessionHandler(SessionChannel):
             self.timed_out = True
             self.task.cancel()
 
-    def terminate(self, code: int, reason: str, *, reset: bool = True) -> None:
-        super().terminate(code, reason, reset=reset)
+    def terminate(self, code: int, reason: str, *, cause: CloseCause, reset: bool = True) -> None:
+        super().terminate(code, reason, cause=cause, reset=reset)
         self.router.session_ended(self.stream_id)
         self.adapter.session_ended(self)
         if self.rejected_status is not None:
@@ -124,11 +124,12 @@ class WebTransportSessionHandler(SessionChannel):
             )
             return
         log.debug(
-            "session %s closed: %s code=%d reason=%r",
+            "session %s closed: %s code=%d reason=%r cause=%s",
             self.scope_session_id,
             self.scope["path"],
             code,
             reason,
+            cause,
         )
 
     def drain_for_shutdown(self) -> None:
@@ -142,7 +143,7 @@ class WebTransportSessionHandler(SessionChannel):
         if self.finished or self.router.closed:
             return
         if self.accepted:
-            self._close(0, "server shutting down")
+            self._close(0, "server shutting down", "shutdown")
         else:
             self._reject(503, ())
 
@@ -168,10 +169,13 @@ class WebTransportSessionHandler(SessionChannel):
             if self.task is not None:
                 self.task.uncancel()
         except Exception as exc:
-            failed = True
-            if hint := unrouted_webtransport(exc):
+            if is_session_end(exc):
+                pass  # the app stopped because its session ended: a return, not a failure
+            elif hint := unrouted_webtransport(exc):
+                failed = True
                 log.error("session %s to %s: %s", self.scope_session_id, self.scope["path"], hint)
             else:
+                failed = True
                 log.exception(
                     "error in WebTransport application (session %s)", self.scope_session_id
                 )
@@ -183,7 +187,10 @@ class WebTransportSessionHandler(SessionChannel):
                     if not self.accepted:
                         self._reject(500 if failed else 403, ())
                     else:
-                        self._close(0, "internal server error" if failed else "")
+                        if failed:
+                            self._close(0, "internal server error", "error")
+                        else:
+                            self._close(0, "")
                 self.release_queued()
             except Exception:  # never let one session's cleanup stop the server
                 log.exception("closing session %s failed", self.scope_session_id)
@@ -367,8 +374,8 @@ class WebTransportH3Protocol(H3Protocol):
             self.server_state.sessions.add(session)
         log.debug("session %s opened: %s (%s)", session_id, scope["path"], draft)
         self.task_group.spawn(session.run_app)
-        if event.stream_ended:
-            session.connection_lost()
+        if event.stream_ended:  # a FIN right away: the client closed it already
+            session.connection_lost("peer_closed")
 
 
 def _refusal(draft: Draft | None) -> str:

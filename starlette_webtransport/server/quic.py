@@ -137,6 +137,7 @@ class WebTransportQuicProtocol(QuicProtocol):
         self._answered = False
         self._loop = asyncio.get_running_loop()
         self._state = getattr(config, "webtransport_state", None)
+        self._limits: Limits = Limits() if self._state is None else self._state.limits
         self._certificate_generation = (
             0 if self._state is None else self._state.certificate_generation
         )
@@ -180,6 +181,7 @@ class WebTransportQuicProtocol(QuicProtocol):
                 configuration=self.quic_config,
                 original_destination_connection_id=header.destination_cid,
             )
+            quic.keep_alive = self._limits.keep_alive
             connection = _Connection(quic, address)
             if self._state is not None:
                 self._budget(connection)
@@ -366,9 +368,12 @@ _DONE = _Done()
 
 
 def build_quic_configuration(config: Config) -> QuicConfiguration:
+    state = getattr(config, "webtransport_state", None)
+    limits = Limits() if state is None else state.limits
     quic_config = QuicConfiguration(
         alpn_protocols=H3_ALPN,
         is_client=False,
+        idle_timeout=limits.idle_timeout,
         max_datagram_frame_size=MAX_DATAGRAM_FRAME_SIZE,
         max_data=CONNECTION_WINDOW,
         max_stream_data=STREAM_WINDOW,

@@ -33,11 +33,13 @@ from .stream import (
     WebTransportSendStream,
     WebTransportStream,
 )
+from .tasks import DatagramHandler, StreamHandler, serve_streams
 
 __all__ = [
     "ASGIChannel",
     "ConnectionInfo",
     "DatagramError",
+    "DatagramHandler",
     "DatagramTooLargeError",
     "Event",
     "EventEmitter",
@@ -55,6 +57,7 @@ __all__ = [
     "StreamClosedError",
     "StreamDirection",
     "StreamError",
+    "StreamHandler",
     "StreamLimitError",
     "StreamResetError",
     "StreamState",
@@ -68,4 +71,5 @@ __all__ = [
     "WebTransportStream",
     "WebTransportTimeoutError",
     "constants",
+    "serve_streams",
 ]

@@ -42,6 +42,12 @@ STREAM_ABANDONED_CODE = 0x10C
 """Application code used to reset a stream the server opened for a ``create_*_stream()``
 call that had already timed out or been cancelled. Mirrors HTTP/3's H3_REQUEST_CANCELLED."""
 
+INTERNAL_ERROR_CODE = 0x102
+"""Application code for "this side failed": the close code of a session whose app raised
+(``starlette_webtransport.starlette`` re-exports it), and the code :func:`~.tasks.serve_streams`
+aborts a stream with when its handler raised. WebTransport defines no application codes of
+its own; the value mirrors HTTP/3's H3_INTERNAL_ERROR (0x102)."""
+
 RETIRED_STREAM_MEMORY = 1024
 """How many finished stream ids the session remembers, so that late events for them
 (a STOP_SENDING after our FIN, data already in flight when we stopped a stream) are

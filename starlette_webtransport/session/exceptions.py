@@ -7,6 +7,8 @@ that is what an app needs to decide what to do next.
 
 from __future__ import annotations
 
+from ..asgi import SessionEnd
+
 
 class WebTransportError(Exception):
     """Base class of every error raised by the session layer."""
@@ -24,8 +26,11 @@ class SessionError(WebTransportError):
     """Base class of session-level failures."""
 
 
-class SessionClosedError(SessionError):
-    """The session is closed (or closing); ``code``/``reason`` are the close's, when known."""
+class SessionClosedError(SessionError, SessionEnd):
+    """The session is closed (or closing); ``code``/``reason`` are the close's, when known.
+
+    It is a :class:`~starlette_webtransport.asgi.SessionEnd`: an app that ends with it, or
+    with an exception group made only of it, has ended normally (no error is logged)."""
 
     def __init__(self, message: str, *, code: int | None = None, reason: str = "") -> None:
         super().__init__(message)

@@ -189,6 +189,7 @@ class WebTransportSession(EventEmitter):
         self._closed_event = asyncio.Event()
         self._close_code: int | None = None
         self._close_reason: str | None = None
+        self._close_cause: str | None = None
         self._closed_by: str | None = None
         self._paused_on: _StreamBase | None = None
         self._paused_since: float | None = None
@@ -337,6 +338,15 @@ class WebTransportSession(EventEmitter):
     def close_reason(self) -> str | None:
         return self._close_reason
 
+    @property
+    def close_cause(self) -> str | None:
+        """How the session ended, once closed: a ``CloseCause`` of the ASGI contract
+        (``"peer_closed"``, ``"peer_reset"``, ``"connection_closed"``, ``"timeout"``,
+        ``"shutdown"``, ...; docs/session-api.md), so that a peer that vanished
+        (``"timeout"``) is told apart from one that said goodbye. ``None`` while open, or
+        when the server does not say."""
+        return self._close_cause
+
     # --- lifecycle -----------------------------------------------------------------------
 
     async def accept(
@@ -370,7 +380,7 @@ class WebTransportSession(EventEmitter):
         await self._send(
             {"type": "webtransport.reject", "status": status, "headers": list(headers or [])}
         )
-        await self._finish(None, "", by="local")
+        await self._finish(None, "", by="local", cause="rejected")
 
     async def initialize(self) -> None:
         """Start the session's reader. Client role: the session was established by the
@@ -432,9 +442,9 @@ class WebTransportSession(EventEmitter):
         finally:
             await self._stop_reader()
             if rejecting:  # a rejection has no close code, as after reject()
-                await self._finish(None, "", by="local")
+                await self._finish(None, "", by="local", cause="rejected")
             else:
-                await self._finish(code, reason, by="local")
+                await self._finish(code, reason, by="local", cause="closed")
 
     # --- streams and datagrams -----------------------------------------------------------
 
@@ -750,7 +760,12 @@ class WebTransportSession(EventEmitter):
         message = await self._receive()
         kind = message.get("type")
         if kind == "webtransport.disconnect":
-            await self._finish(message.get("code", 0), message.get("reason", ""), by="peer")
+            await self._finish(
+                message.get("code", 0),
+                message.get("reason", ""),
+                by="peer",
+                cause=message.get("cause"),
+            )
             raise self._closed_error()
         if kind != "webtransport.connect":
             raise RuntimeError(f'Expected ASGI message "webtransport.connect", but got {kind!r}')
@@ -784,13 +799,16 @@ class WebTransportSession(EventEmitter):
         if tasks:
             await asyncio.wait(tasks)
 
-    async def _finish(self, code: int | None, reason: str, *, by: str) -> None:
+    async def _finish(
+        self, code: int | None, reason: str, *, by: str, cause: str | None = None
+    ) -> None:
         """Mark the session closed and wake everyone waiting on it (once)."""
         if self._closed_event.is_set():
             return
         self._state = SessionState.CLOSED
         self._close_code = code
         self._close_reason = reason
+        self._close_cause = cause
         self._closed_by = by
         self._stats.closed_at = time.time()
         if self._reporter is not None:
@@ -891,12 +909,8 @@ class WebTransportSession(EventEmitter):
 
     async def _abandon_stream(self, stream: WebTransportSendStream) -> None:
         self._streams_abandoned += 1
-        try:
-            await stream.reset(constants.STREAM_ABANDONED_CODE)
-            if isinstance(stream, WebTransportStream):
-                await stream.stop_sending(constants.STREAM_ABANDONED_CODE)
-        except SessionClosedError:
-            pass
+        with contextlib.suppress(SessionClosedError):
+            await stream.abort(constants.STREAM_ABANDONED_CODE)
 
     def _register(self, stream: _StreamBase) -> None:
         self._streams[stream.stream_id] = stream
@@ -981,7 +995,7 @@ class WebTransportSession(EventEmitter):
             raise
         except Exception as exc:
             logger.exception("session %s: the ASGI receive channel failed", self.session_id)
-            await self._finish(None, repr(exc), by="error")
+            await self._finish(None, repr(exc), by="error", cause="error")
 
     async def _handle(self, message: Message) -> None:
         kind = message.get("type")
@@ -1002,7 +1016,12 @@ class WebTransportSession(EventEmitter):
                 self._state = SessionState.DRAINING
                 await self._emit(EventType.SESSION_DRAINING)
         elif kind == "webtransport.disconnect":
-            await self._finish(message.get("code", 0), message.get("reason", ""), by="peer")
+            await self._finish(
+                message.get("code", 0),
+                message.get("reason", ""),
+                by="peer",
+                cause=message.get("cause"),
+            )
         else:
             self._protocol_error(f"unexpected ASGI message {kind!r}")
 

@@ -283,6 +283,11 @@ class WebTransportReceiveStream(_StreamBase):
         """Stop reading: STOP_SENDING with code 0 unless the peer already finished."""
         await self.stop_sending(0)
 
+    async def abort(self, code: int = 0) -> None:
+        """Give the stream up: here STOP_SENDING, as :meth:`stop_sending`. Bidirectional
+        streams reset their sending side too, so one call ends any stream."""
+        await self.stop_sending(code)
+
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
@@ -395,6 +400,11 @@ class WebTransportSendStream(_StreamBase):
         if self._send is _Side.OPEN:
             await self.write(b"", end_stream=True)
 
+    async def abort(self, code: int = 0) -> None:
+        """Give the stream up: here RESET_STREAM, as :meth:`reset`. Bidirectional streams
+        send STOP_SENDING for their receiving side too, so one call ends any stream."""
+        await self.reset(code)
+
     def _check_writable(self) -> None:
         side = self._send
         if side is _Side.OPEN:
@@ -418,6 +428,14 @@ class WebTransportStream(WebTransportSendStream, WebTransportReceiveStream):
     async def close(self) -> None:
         """Send FIN (half-close); reading goes on until the peer finishes too."""
         await WebTransportSendStream.close(self)
+
+    async def abort(self, code: int = 0) -> None:
+        """End both directions at once with ``code``: RESET_STREAM for our sending side and
+        STOP_SENDING for the peer's, each unless that side is already over. Only this
+        stream ends; the session goes on."""
+        check_code(code)
+        await self.reset(code)
+        await self.stop_sending(code)
 
 
 StreamType = WebTransportStream | WebTransportReceiveStream

@@ -2,47 +2,41 @@
 
 A WebSocket has one message stream, so ``WebSocketEndpoint`` is a loop. A WebTransport
 session has any number of streams plus datagrams, all at once, so
-:class:`WebTransportEndpoint` runs each incoming stream's handler in its own task,
-reads datagrams in another, and cancels them all when the session ends: one slow
-stream never holds up the others, and nothing outlives the session.
+:class:`WebTransportEndpoint` hands them to the session layer's
+:func:`~starlette_webtransport.session.serve_streams`: each incoming stream's handler runs
+in its own task and error domain, datagrams in another, and all of them end with the
+session: one slow or failing stream never holds up or ends the others, and nothing
+outlives the session.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Generator
 from contextlib import AsyncExitStack
 from typing import Any, Generic, TypeVar
 
 from ..asgi import Receive, Scope, Send
-from ..session import (
-    SessionClosedError,
-    StreamResetError,
-    StreamStoppedError,
-    StreamType,
-    WebTransportSession,
-    WebTransportStream,
-)
+from ..session import StreamType, WebTransportSession, WebTransportStream, serve_streams
 from ..structured import Schema, StructuredReceiveStream, StructuredStream
-from .exceptions import end_session, run_session
+from .exceptions import WebTransportException, run_session
 
 __all__ = ["StructuredEndpoint", "WebTransportEndpoint"]
 
 T = TypeVar("T")
-
-_Start = Callable[[Coroutine[Any, Any, None]], None]
 
 
 class WebTransportEndpoint:
     """Subclass and override the ``on_*`` hooks; route it like a function endpoint.
 
     ``on_stream`` runs in a task of its own for every stream the peer opens and owns
-    that stream. If the peer resets or stops the stream, the handler's
-    ``StreamResetError``/``StreamStoppedError`` ends that handler only. When the session
-    ends, handlers still running are cancelled (or see ``SessionClosedError`` if they
-    were reading or writing), then ``on_disconnect`` runs. Any other exception from a
-    hook ends the session as described in ``docs/starlette.md``.
+    that stream, as in :func:`~starlette_webtransport.session.serve_streams`: the peer's
+    reset or STOP_SENDING ends that handler only, and any other exception is logged and
+    aborts that stream only (code ``INTERNAL_ERROR_CODE``); an exception from
+    ``on_datagram`` is logged once per type. Either hook ends the session on purpose with
+    ``session.close(...)`` or by raising ``WebTransportException``. When the session ends,
+    handlers still running are cancelled (or see ``SessionClosedError`` if they were
+    reading or writing), then ``on_disconnect`` runs. An exception from ``on_connect`` or
+    ``on_disconnect`` ends the session as described in ``docs/starlette.md``.
     """
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -80,50 +74,24 @@ class WebTransportEndpoint:
         close's (0 and "" when it ended without a WT_CLOSE_SESSION)."""
 
     async def _serve(self, session: WebTransportSession) -> None:
+        async def on_stream(stream: StreamType) -> None:
+            try:
+                await self.on_stream(session, stream)
+            except WebTransportException as exc:
+                await session.close(code=exc.code, reason=exc.reason)
+
+        async def on_datagram(data: bytes) -> None:
+            try:
+                await self.on_datagram(session, data)
+            except WebTransportException as exc:
+                await session.close(code=exc.code, reason=exc.reason)
+
         try:
-            await self._run_tasks(session)
-        except Exception as exc:
-            await end_session(session, exc)
-            raise
+            await serve_streams(session, on_stream, on_datagram=on_datagram)
         finally:
             if not session.is_closed:
                 await session.close()
             await self.on_disconnect(session, session.close_code or 0, session.close_reason or "")
-
-    async def _run_tasks(self, session: WebTransportSession) -> None:
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            async with asyncio.TaskGroup() as group:
-
-                def start(coroutine: Coroutine[Any, Any, None]) -> None:
-                    task = group.create_task(coroutine)
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-
-                start(self._accept_streams(session, start))
-                start(self._receive_datagrams(session))
-                await session.wait_closed()
-                for task in tasks:
-                    task.cancel()
-        except BaseExceptionGroup as group_error:
-            # The first failure decides how the session ends; the group stays attached.
-            raise group_error.exceptions[0] from group_error
-
-    async def _accept_streams(self, session: WebTransportSession, start: _Start) -> None:
-        async for stream in session.incoming_streams():
-            start(self._handle_stream(session, stream))
-
-    async def _handle_stream(self, session: WebTransportSession, stream: StreamType) -> None:
-        # The peer may abandon a stream (reset, STOP_SENDING): the session goes on. When
-        # the session ends, pending reads and writes raise SessionClosedError: the
-        # handler is over, as a cancelled one would be.
-        with contextlib.suppress(StreamResetError, StreamStoppedError, SessionClosedError):
-            await self.on_stream(session, stream)
-
-    async def _receive_datagrams(self, session: WebTransportSession) -> None:
-        with contextlib.suppress(SessionClosedError):  # a reply after the session ended
-            async for data in session.datagrams:
-                await self.on_datagram(session, data)
 
 
 class StructuredEndpoint(WebTransportEndpoint, Generic[T]):

@@ -18,8 +18,9 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from ..session import SessionClosedError, SessionState, WebTransportSession
-from ..session.constants import MAX_CLOSE_REASON_BYTES, MAX_ERROR_CODE
+from ..asgi import is_session_end
+from ..session import SessionState, WebTransportSession
+from ..session.constants import INTERNAL_ERROR_CODE, MAX_CLOSE_REASON_BYTES, MAX_ERROR_CODE
 
 __all__ = [
     "INTERNAL_ERROR_CODE",
@@ -30,10 +31,6 @@ __all__ = [
 
 logger = logging.getLogger("starlette_webtransport.starlette")
 
-INTERNAL_ERROR_CODE = 0x102
-"""Close code after an unhandled exception in an accepted session. WebTransport defines
-no application codes of its own; the value mirrors HTTP/3's H3_INTERNAL_ERROR (0x102),
-as the session layer's stream codes mirror other HTTP/3 codes."""
 INTERNAL_ERROR_REASON = "internal server error"
 VALIDATION_ERROR_STATUS = 400
 """Rejection status when FastAPI cannot validate an endpoint's parameters (a query
@@ -128,7 +125,14 @@ async def finish_session(session: WebTransportSession) -> None:
 async def end_session(session: WebTransportSession, exc: Exception) -> bool:
     """Reject or close ``session`` as ``exc`` asks (see ``docs/starlette.md``); a
     session already closed is left alone. True if ``exc`` is a deliberate way to end
-    the session, False if it is a failure worth a traceback."""
+    the session, False if it is a failure worth a traceback.
+
+    ``SessionClosedError``, and an exception group made only of it (what a ``TaskGroup``
+    of stream tasks raises when the peer goes away), is the session's own end: it is
+    treated as a return."""
+    if is_session_end(exc):
+        await finish_session(session)
+        return True
     state = session.state
     if state is SessionState.CONNECTING:
         where = _raised_where(exc)
@@ -147,7 +151,7 @@ async def end_session(session: WebTransportSession, exc: Exception) -> bool:
             await session.close(code=exc.code, reason=exc.reason)
         else:
             await session.close(code=INTERNAL_ERROR_CODE, reason=INTERNAL_ERROR_REASON)
-    return isinstance(exc, WebTransportException | SessionClosedError)
+    return isinstance(exc, WebTransportException)
 
 
 async def _reject(

@@ -23,7 +23,15 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
-from ..asgi import Message, Receive, Scope, Send, make_scope, unrouted_webtransport
+from ..asgi import (
+    Message,
+    Receive,
+    Scope,
+    Send,
+    is_session_end,
+    make_scope,
+    unrouted_webtransport,
+)
 from ..protocol.settings import serialize_protocol
 from ..session import SessionConfig, SessionRejectedError, WebTransportSession
 from ..session.constants import MAX_CLOSE_REASON_BYTES, MAX_ERROR_CODE
@@ -438,6 +446,9 @@ class WebTransportTestClient:
                 scope, partial(channel.receive, "server"), partial(channel.send, "server")
             )
         except BaseException as exc:
+            if is_session_end(exc):  # the session ended under the app: a return, as for servers
+                channel.app_finished(None)
+                return
             hint = unrouted_webtransport(exc)
             error = RuntimeError(hint) if hint else exc
             channel.app_finished(error)

@@ -41,7 +41,7 @@ from aioquic.quic.events import (
     StreamReset,
 )
 
-from ..asgi import Message
+from ..asgi import CloseCause, Message
 from ..protocol.capsules import Capsule, MaxData, MaxStreams
 from ..protocol.credit import LocalCredit, PeerCredit, flow_control_negotiated
 from ..protocol.errors import (
@@ -204,8 +204,9 @@ class SessionRouter:
 
     def connection_lost(self) -> None:
         self.closed = True
+        cause: CloseCause = "timeout" if self.quic.timed_out else "connection_closed"
         for channel in list(self.sessions.values()):
-            channel.connection_lost()
+            channel.connection_lost(cause)
         for session_id in list(self._held):
             self._release_held(session_id)
         self.wake_writers()
@@ -399,6 +400,7 @@ class SessionChannel:
         self.finished = False  # WT_CLOSE_SESSION, FIN or rejection sent: the app may send no more
         self.drain_sent = False
         self.disconnected: Message | None = None  # the final event, once queued
+        self.close_cause: CloseCause | None = None
         self.max_datagram_size = max_datagram_size(quic, stream_id)
         self.peer_bit = 0 if role == "server" else 1
         """Bit 0 of the stream ids the peer opens."""
@@ -665,7 +667,7 @@ class SessionChannel:
                 if not self.finished:
                     self.finished = True
                     self._send_connect(b"", end_stream=True)
-                self.terminate(event.code, event.reason)
+                self.terminate(event.code, event.reason, cause="peer_closed")
             elif isinstance(event, SessionDraining):
                 self._push({"type": "webtransport.drain"})
             elif isinstance(event, FlowControlReceived):
@@ -679,7 +681,11 @@ class SessionChannel:
             self.protocol.connection_lost()
             self.finished = True
             code = http3_to_app(error_code)
-            self.terminate(0 if code is None else code, f"CONNECT stream reset ({error_code:#x})")
+            self.terminate(
+                0 if code is None else code,
+                f"CONNECT stream reset ({error_code:#x})",
+                cause="peer_reset",
+            )
 
     def _fail(self, exc: ProtocolError) -> None:
         """The peer broke a rule of the session: reset the CONNECT stream with the code
@@ -689,7 +695,7 @@ class SessionChannel:
         self.quic.reset_stream(self.stream_id, exc.http3_code)
         with contextlib.suppress(ValueError):  # aioquic discarded the finished stream
             self.quic.stop_stream(self.stream_id, exc.http3_code)
-        self.terminate(0, f"protocol error: {exc}")
+        self.terminate(0, f"protocol error: {exc}", cause="protocol_error")
 
     def _peer_granted(self, capsule: Capsule) -> None:
         """WT_MAX_DATA / WT_MAX_STREAMS from the peer: waiting opens and sends go on."""
@@ -697,15 +703,16 @@ class SessionChannel:
             self._open_pending()
             self.router.wake_writers()
 
-    def connection_lost(self) -> None:
+    def connection_lost(self, cause: CloseCause = "connection_closed") -> None:
         """The connection or the CONNECT stream is gone."""
         if self.disconnected is None:
             self.protocol.connection_lost()
             self.finished = True
-            self.terminate(0, "", reset=False)
+            self.terminate(0, "", reset=False, cause=cause)
 
-    def terminate(self, code: int, reason: str, *, reset: bool = True) -> None:
-        """End the session: reset its streams (WT_SESSION_GONE) and tell the app last.
+    def terminate(self, code: int, reason: str, *, cause: CloseCause, reset: bool = True) -> None:
+        """End the session: reset its streams (WT_SESSION_GONE) and tell the app last,
+        with how it ended (``cause``).
 
         What is queued stays queued, and holds its credit, until the app takes it or
         exits (:meth:`release_queued`)."""
@@ -721,7 +728,13 @@ class SessionChannel:
         self._release_delivered()  # the app can report no more
         self.router.sessions.pop(self.stream_id, None)
         self.router.transmit_soon()
-        self.disconnected = {"type": "webtransport.disconnect", "code": code, "reason": reason}
+        self.close_cause = cause
+        self.disconnected = {
+            "type": "webtransport.disconnect",
+            "code": code,
+            "reason": reason,
+            "cause": cause,
+        }
         self._push(self.disconnected)
         self.router.wake_writers()
 
@@ -834,16 +847,16 @@ class SessionChannel:
             ],
             end_stream=True,
         )
-        self.terminate(0, "", reset=False)
+        self.terminate(0, "", reset=False, cause="rejected")
 
-    def _close(self, code: int, reason: str) -> None:
+    def _close(self, code: int, reason: str, cause: CloseCause = "closed") -> None:
         """WT_CLOSE_SESSION, then FIN, then reset the session's streams."""
         if self.finished:
             raise SessionGone("the WebTransport session is already closed")
         capsule = self.protocol.close(code, reason)
         self.finished = True
         self._send_connect(capsule, end_stream=True)
-        self.terminate(code, reason)
+        self.terminate(code, reason, cause=cause)
 
     def _drain(self) -> None:
         """WT_DRAIN_SESSION, once: asking twice changes nothing."""

@@ -47,10 +47,30 @@ class Limits:
     udp_send_buffer: int = 4 * MiB
     """SO_SNDBUF asked for on each UDP socket. 0 keeps the kernel default."""
 
+    idle_timeout: float = 7.0
+    """Seconds without a packet from the peer after which its QUIC connection, and every
+    session on it, is over (cause ``"timeout"``). It is advertised as ``max_idle_timeout``
+    and QUIC uses the smaller of both ends' values, so a vanished peer (a killed browser
+    tab, a dropped network) is noticed within ``keep_alive + idle_timeout`` seconds at
+    most, instead of the 30 s to 60 s of browsers' and aioquic's defaults."""
+
+    keep_alive: float = 2.0
+    """Seconds without a packet from the peer after which the server sends a PING. The
+    peer's acknowledgement keeps a live but idle session from timing out; keep it well
+    under ``idle_timeout``. 0 sends none (an idle session then ends after
+    ``idle_timeout``)."""
+
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
             if not value >= 0:
                 raise ValueError(f"Limits.{name} must not be negative, got {value!r}")
+        if not self.idle_timeout > 0:
+            raise ValueError("Limits.idle_timeout must be positive")
+        if self.keep_alive >= self.idle_timeout:
+            raise ValueError(
+                f"Limits.keep_alive ({self.keep_alive:g} s) must be shorter than "
+                f"idle_timeout ({self.idle_timeout:g} s), or idle sessions time out"
+            )
 
 
 @dataclass

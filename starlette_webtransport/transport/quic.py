@@ -12,11 +12,17 @@ get there: the peer simply waits, as QUIC flow control intends.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from aioquic import tls
 from aioquic.buffer import size_uint_var
-from aioquic.quic.connection import NetworkAddress, QuicConnection, stream_is_client_initiated
+from aioquic.quic.connection import (
+    END_STATES,
+    NetworkAddress,
+    QuicConnection,
+    stream_is_client_initiated,
+)
 from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
@@ -25,8 +31,11 @@ from aioquic.quic.stream import QuicStream
 from .limits import ReceiveBudget
 
 MAX_DATAGRAM_FRAME_SIZE = 65536
-"""Advertised ``max_datagram_frame_size``: without it browsers open sessions but silently
-lose every datagram, and servers may send a client none."""
+"""The largest DATAGRAM frame we *accept* (configured in ``QuicConfiguration``). What we
+*advertise* as ``max_datagram_frame_size`` is smaller: the largest datagram payload we
+can send in one packet (:meth:`WebTransportQuicConnection.advertised_datagram_frame_size`),
+so that a peer never sends a datagram too large to be echoed. Without the parameter at
+all, browsers open sessions but silently lose every datagram."""
 
 CONNECTION_WINDOW = 4 * 1024 * 1024
 """Bytes a peer may have in flight on one connection beyond what applications consumed."""
@@ -76,6 +85,64 @@ class WebTransportQuicConnection(QuicConnection):
         """Called when the budget has room again after this connection was refused."""
         self._answering = False
         """Stream data or a datagram was queued since the last transmit."""
+        self.keep_alive = 0.0
+        """Seconds without a packet from the peer after which a PING is sent; 0: none.
+        The peer's acknowledgement keeps an idle but live connection from timing out."""
+        self._keep_alive_at: float | None = None
+        self.timed_out = False
+        """The connection ended because nothing came from the peer for the idle timeout:
+        the peer vanished (a killed process or tab, a network gone) without a word."""
+
+    # --- liveness ---------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: NetworkAddress, now: float) -> None:
+        super().receive_datagram(data, addr, now)
+        if self.keep_alive:
+            self._keep_alive_at = now + self.keep_alive
+
+    def get_timer(self) -> float | None:
+        timer_at = super().get_timer()
+        ping_at = self._keep_alive_at
+        if ping_at is None or self._state in END_STATES:
+            return timer_at
+        return ping_at if timer_at is None else min(timer_at, ping_at)
+
+    def handle_timer(self, now: float) -> None:
+        close_at = self._close_at
+        if close_at is not None and now >= close_at and self._close_event is None:
+            self.timed_out = True  # aioquic is about to report its idle timeout
+        super().handle_timer(now)
+        ping_at = self._keep_alive_at
+        if ping_at is not None and now >= ping_at and self._state not in END_STATES:
+            if self._handshake_complete:
+                self.send_ping(0)
+            self._keep_alive_at = now + self.keep_alive
+
+    # --- datagram size ----------------------------------------------------------------
+
+    def advertised_datagram_frame_size(self) -> int:
+        """What we announce as ``max_datagram_frame_size``: the largest datagram payload
+        we can send in one packet (:func:`datagram_payload_room`).
+
+        The value bounds what the peer sends, and browsers derive ``maxDatagramSize``
+        from it; Firefox (neqo) takes it as the largest *payload*, Chromium (quiche) as
+        the largest frame without a length field, RFC 9221 as the whole frame. Each
+        reading then allows the peer at most what we can send back, so an echo of any
+        datagram a peer was allowed to send fits.
+        """
+        return datagram_payload_room(self)
+
+    def _serialize_transport_parameters(self) -> bytes:
+        configuration = self._configuration
+        accepted = configuration.max_datagram_frame_size
+        if accepted is None:
+            return super()._serialize_transport_parameters()
+        advertised = min(accepted, self.advertised_datagram_frame_size())
+        self._configuration = replace(configuration, max_datagram_frame_size=advertised)
+        try:
+            return super()._serialize_transport_parameters()
+        finally:
+            self._configuration = configuration  # and accept up to ``accepted``
 
     # --- data -----------------------------------------------------------------------
 
@@ -240,12 +307,19 @@ class _StreamTable(dict[int, QuicStream]):
         return super().pop(stream_id, *default)
 
 
+def datagram_payload_room(quic: QuicConnection) -> int:
+    """The largest QUIC DATAGRAM payload (WebTransport's quarter stream id included) that
+    fits one packet of ``quic``'s size, in a frame with a length field as aioquic sends it,
+    with the longest packet number and the peer's current connection id."""
+    frame_room = quic._max_datagram_size - _SHORT_HEADER_OVERHEAD - len(quic._peer_cid.cid)
+    return frame_room - 1 - size_uint_var(frame_room)
+
+
 def max_datagram_size(quic: QuicConnection, session_id: int) -> int:
     """The largest datagram payload for ``session_id`` that fits one packet and the peer's
     ``max_datagram_frame_size``: aioquic never sends a datagram too large for a packet, and
     keeps it at the head of its queue, blocking all later ones."""
-    frame_room = quic._max_datagram_size - _SHORT_HEADER_OVERHEAD - len(quic._peer_cid.cid)
-    room = frame_room - 1 - size_uint_var(frame_room)
+    room = datagram_payload_room(quic)
     remote_limit = quic._remote_max_datagram_frame_size
     if remote_limit is None:
         return 0  # the peer takes no DATAGRAM frames at all

@@ -13,17 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from starlette_webtransport.server.serve import free_port
-
-from ..tooling.test_cli_serve import kill_group
+from ..tooling.example_server import ExampleServer as CLIExampleServer
+from ..tooling.example_server import serve_example
 
 ROOT = Path(__file__).resolve().parents[2]
 PWT21_PYTHON = ROOT / ".venv-pwt21" / "bin" / "python"
@@ -35,18 +32,8 @@ ZERO_ALL = ["initial_max_data=0", "initial_max_streams_bidi=0", "initial_max_str
 """No credit offered at all: pywebtransport then does no WebTransport flow control."""
 
 
-class ExampleServer:
-    """``starlette-webtransport serve example_app.app:app`` and everything it logs."""
-
-    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
-        self.process = process
-        self.port = port
-        self.log: list[str] = []
-
-    async def collect(self) -> None:
-        assert self.process.stdout is not None
-        while line := await self.process.stdout.readline():
-            self.log.append(line.decode(errors="replace"))
+class ExampleServer(CLIExampleServer):
+    """The example app on the CLI, driven by pywebtransport 0.21.1's client."""
 
     async def run_client(self, check: str, credit: list[str] | None = None) -> dict[str, Any]:
         url = f"https://127.0.0.1:{self.port}/echo"
@@ -70,44 +57,13 @@ class ExampleServer:
         assert "error" not in result, (result, "".join(self.log[-40:]))
         return result
 
-    def closes(self) -> list[str]:
-        return [line for line in self.log if " closed: /echo " in line]
-
 
 @contextlib.asynccontextmanager
 async def example_server() -> AsyncIterator[ExampleServer]:
     if not PWT21_PYTHON.exists():
         pytest.fail(f"{PWT21_PYTHON} is missing: run scripts/setup-pywebtransport21")
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "starlette_webtransport",
-        "serve",
-        "example_app.app:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",  # session closes are logged at DEBUG
-        "debug",
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )
-    server = ExampleServer(process, port)
-    collector = asyncio.create_task(server.collect())
-    try:
-        async with asyncio.timeout(30):
-            while not any(line.startswith("listening on") for line in server.log):
-                assert not collector.done(), "the server exited:\n" + "".join(server.log)
-                await asyncio.sleep(0.05)
+    async with serve_example(ExampleServer) as server:
         yield server
-    finally:
-        await kill_group(process)
-        await asyncio.wait_for(collector, 10)
 
 
 def assert_basic_echo(result: dict[str, Any]) -> None:

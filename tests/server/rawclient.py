@@ -155,11 +155,16 @@ class RawPeer(QuicConnectionProtocol):
 
 @contextlib.asynccontextmanager
 async def raw_peer(
-    port: int, *, host: str = "127.0.0.1", peer_class: type[RawPeer] = RawPeer
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    peer_class: type[RawPeer] = RawPeer,
+    **quic_options: Any,
 ) -> AsyncIterator[RawPeer]:
-    configuration = QuicConfiguration(
-        is_client=True, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536
-    )
+    """A connected peer; ``quic_options`` go to its ``QuicConfiguration`` (a browser's
+    packet size as ``max_datagram_size``, say)."""
+    options: dict[str, Any] = {"max_datagram_frame_size": 65536, **quic_options}
+    configuration = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, **options)
     configuration.verify_mode = ssl.CERT_NONE
     async with connect(
         host, port, configuration=configuration, create_protocol=peer_class, wait_connected=True

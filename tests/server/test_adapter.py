@@ -219,7 +219,9 @@ async def test_app_close_sends_capsule_then_fin(app: ScriptedApp, server: Any) -
         assert CapsuleParser().feed(bytes(peer.connect_data)) == [CloseSession(3003, "bye ✓")]
         await peer.wait_for(lambda: stream in peer.resets)
         assert peer.resets[stream] == WT_SESSION_GONE
-    assert finals == [{"type": "webtransport.disconnect", "code": 3003, "reason": "bye ✓"}]
+    assert finals == [
+        {"type": "webtransport.disconnect", "code": 3003, "reason": "bye ✓", "cause": "closed"}
+    ]
 
 
 async def test_peer_close_reaches_app_with_code_and_reason(app: ScriptedApp, server: Any) -> None:
@@ -239,7 +241,14 @@ async def test_peer_close_reaches_app_with_code_and_reason(app: ScriptedApp, ser
         peer.send_connect_data(encode_capsule(CloseSession(4000, "client done")), end_stream=True)
         await asyncio.wait_for(done.wait(), 5)
         await peer.read_stream(session)  # the server finishes its side too
-    assert finals == [{"type": "webtransport.disconnect", "code": 4000, "reason": "client done"}]
+    assert finals == [
+        {
+            "type": "webtransport.disconnect",
+            "code": 4000,
+            "reason": "client done",
+            "cause": "peer_closed",
+        }
+    ]
 
 
 async def test_rejections(app: ScriptedApp, server: Any) -> None:

@@ -220,8 +220,11 @@ async def test_the_code_of_a_connect_stream_reset_reaches_the_app_and_the_log(
         peer.transmit()
         await peer.wait_for(lambda: bool(ended))
     reason = f"CONNECT stream reset ({http3_code:#x})"
-    assert ended == [{"type": "webtransport.disconnect", "code": code, "reason": reason}]
-    assert any(f"code={code} reason={reason!r}" in r.getMessage() for r in caplog.records)
+    assert ended == [
+        {"type": "webtransport.disconnect", "code": code, "reason": reason, "cause": "peer_reset"}
+    ]
+    line = f"code={code} reason={reason!r} cause=peer_reset"
+    assert any(line in r.getMessage() for r in caplog.records)
 
 
 async def test_an_open_waiting_for_credit_delays_only_later_opens(

@@ -123,14 +123,18 @@ async def test_peer_reset_ends_only_that_stream_handler() -> None:
     assert log[-1] == "disconnect 0 "
 
 
-async def test_failing_hook_closes_the_session(caplog: pytest.LogCaptureFixture) -> None:
+async def test_web_transport_exception_from_a_hook_closes_the_session(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     disconnects: list[tuple[int, str]] = []
 
     class Endpoint(WebTransportEndpoint):
         async def on_stream(self, session: WebTransportSession, stream: StreamType) -> None:
             if await stream.read() == b"quit":
                 raise WebTransportException(4004, "asked to quit")
-            raise ValueError("unexpected")
+
+        async def on_datagram(self, session: WebTransportSession, data: bytes) -> None:
+            raise WebTransportException(4005, "datagram quit")
 
         async def on_disconnect(self, session: WebTransportSession, code: int, reason: str) -> None:
             disconnects.append((code, reason))
@@ -143,14 +147,49 @@ async def test_failing_hook_closes_the_session(caplog: pytest.LogCaptureFixture)
         {"type": "webtransport.close", "code": 4004, "reason": "asked to quit"}
     ]
     assert disconnects == [(4004, "asked to quit")]
+
+    channel, task = start(Endpoint)
+    await channel.wait_for("accept")
+    channel.push({"type": "webtransport.datagram.receive", "data": b"x"})
+    await task
+    assert channel.of("close")[0]["code"] == 4005
     assert not caplog.records
+
+
+async def test_a_failing_stream_hook_aborts_only_its_stream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    disconnects: list[tuple[int, str]] = []
+
+    class Endpoint(Echo):
+        async def on_stream(self, session: WebTransportSession, stream: StreamType) -> None:
+            self.log = []
+            if stream.stream_id == 0:
+                await stream.read()
+                raise ValueError("unexpected")
+            await super().on_stream(session, stream)
+
+        async def on_datagram(self, session: WebTransportSession, data: bytes) -> None:
+            raise KeyError(data)
+
+        async def on_disconnect(self, session: WebTransportSession, code: int, reason: str) -> None:
+            disconnects.append((code, reason))
 
     channel, task = start(Endpoint)
     await channel.wait_for("accept")
     channel.push_stream(0, b"other", end_stream=True)
+    channel.push({"type": "webtransport.datagram.receive", "data": b"1"})
+    channel.push({"type": "webtransport.datagram.receive", "data": b"2"})
+    await channel.wait_for("stream.reset", stream=0, code=INTERNAL_ERROR_CODE)
+    channel.push_stream(4, b"next", end_stream=True)
+    assert await channel.stream_data(4) == b"NEXT"  # the session goes on
+    channel.disconnect()
     await task
-    assert channel.of("close")[0]["code"] == INTERNAL_ERROR_CODE
-    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [ValueError]
+    assert not channel.of("close")
+    assert disconnects == [(0, "")]
+    # One line for the stream's failure, one for the first KeyError of on_datagram.
+    logged = {r.exc_info[0] for r in caplog.records if r.exc_info}
+    assert logged == {ValueError, KeyError} and len(caplog.records) == 2
 
 
 async def test_on_connect_can_reject() -> None:

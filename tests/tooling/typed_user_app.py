@@ -8,8 +8,13 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
-from starlette_webtransport import WebTransportRoute, WebTransportSession, enable_webtransport
-from starlette_webtransport.session import WebTransportStream
+from starlette_webtransport import (
+    WebTransportRoute,
+    WebTransportSession,
+    enable_webtransport,
+    serve_streams,
+)
+from starlette_webtransport.session import StreamType, WebTransportStream
 from starlette_webtransport.starlette import Depends
 from starlette_webtransport.structured import MsgPackSerializer, Schema, StructuredStream
 
@@ -27,10 +32,13 @@ def user_name(conn: HTTPConnection) -> str:
 
 async def echo(session: WebTransportSession, name: str = Depends(user_name)) -> None:
     await session.accept()
-    async for stream in session.incoming_streams():
+
+    async def on_stream(stream: StreamType) -> None:
         if isinstance(stream, WebTransportStream):
             data: bytes = await stream.read()
             await stream.write(name.encode() + b": " + data, end_stream=True)
+
+    await serve_streams(session, on_stream, on_datagram=session.datagrams.send)
 
 
 class Pong(msgspec.Struct):

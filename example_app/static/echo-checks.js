@@ -1,6 +1,7 @@
-// Exercises the example app's endpoints from a real browser: /echo (bidirectional,
-// unidirectional and datagram echo, and a clean close) and /structured (typed messages
-// with the structured wire format, spoken by /static/structured.js).
+// The echo checks page (/echo-checks): exercises the example app's endpoints from a real
+// browser: /echo (bidirectional, unidirectional and datagram echo, and a clean close) and
+// /structured (typed messages with the structured wire format, spoken by
+// /static/structured.js).
 import { StructuredStream } from "/static/structured.js";
 import { connect } from "/_webtransport/js/webtransport.js";
 

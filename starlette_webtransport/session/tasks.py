@@ -1,0 +1,149 @@
+"""Serving a session's peer streams, each in an error domain of its own.
+
+A session multiplexes independent streams, and what happens on one of them (the peer
+resets it, stops reading it, or the app's code for it fails) is an event of that stream,
+not of the session. The obvious code, an ``asyncio.TaskGroup`` with a task per stream,
+gets this wrong: the first exception of any task cancels all the others and ends the
+session, and the group it raises makes even an ordinary disconnect look like a crash.
+:func:`serve_streams` is that loop written once, the robust way, so that the code users
+copy from the docs survives its streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from ..asgi import SessionEnd
+from .constants import INTERNAL_ERROR_CODE
+from .exceptions import SessionClosedError, StreamResetError, StreamStoppedError
+from .session import WebTransportSession
+from .state import SessionState
+from .stream import StreamType
+
+__all__ = ["DatagramHandler", "StreamHandler", "serve_streams"]
+
+logger = logging.getLogger(__name__)
+
+StreamHandler = Callable[[StreamType], Awaitable[object]]
+"""``async def on_stream(stream)``: owns one peer stream, bidirectional
+(:class:`~.stream.WebTransportStream`) or unidirectional
+(:class:`~.stream.WebTransportReceiveStream`)."""
+DatagramHandler = Callable[[bytes], Awaitable[object] | None]
+"""``on_datagram(data)``, a plain function or a coroutine function."""
+
+_QUIET = (StreamResetError, StreamStoppedError, SessionEnd)
+"""What ends a handler without a log line: the peer gave the stream up, or the session
+ended. Neither is the app's fault, and both happen in every healthy deployment."""
+
+
+async def serve_streams(
+    session: WebTransportSession,
+    on_stream: StreamHandler,
+    *,
+    on_datagram: DatagramHandler | None = None,
+) -> None:
+    """Run ``on_stream(stream)`` for every stream the peer opens, each in a task of its
+    own, and ``on_datagram(data)`` for every datagram, until the session ends.
+
+    Each stream is its own error domain; nothing a handler does ends the session:
+
+    - the peer's RESET_STREAM or STOP_SENDING (``StreamResetError``,
+      ``StreamStoppedError``) or the session's end (``SessionClosedError``) ends that
+      handler quietly; what is left open of its stream is aborted with code 0;
+    - any other exception is logged once, with its traceback, the path and the stream id
+      (logger ``starlette_webtransport.session.tasks``), and only that stream is aborted
+      (:meth:`~.stream.WebTransportStream.abort`: RESET_STREAM and STOP_SENDING) with
+      :data:`~.constants.INTERNAL_ERROR_CODE` (``0x102``).
+
+    ``on_datagram`` is called once per received datagram, in order, one at a time; an
+    exception from it (say ``DatagramTooLargeError`` when echoing) is logged once per
+    exception type and the next datagram is handled as usual. A handler that wants the
+    whole session to end says so with ``await session.close(code=..., reason=...)``.
+
+    The tasks belong to this call, so nothing outlives the session: when it ends, the
+    handlers still running are cancelled (those blocked on the session have already seen
+    ``SessionClosedError``) and this returns. Call it after ``accept()``.
+    """
+    if session.state is SessionState.CONNECTING:
+        raise RuntimeError("serve_streams() needs an accepted session; call accept() first")
+    tasks: set[asyncio.Task[None]] = set()
+    async with asyncio.TaskGroup() as group:
+
+        def start(coroutine: Coroutine[Any, Any, None], name: str) -> None:
+            task = group.create_task(coroutine, name=name)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        async def accept_streams() -> None:
+            async for stream in session.incoming_streams():
+                start(
+                    _serve_stream(session, on_stream, stream),
+                    f"webtransport-session-{session.session_id}-stream-{stream.stream_id}",
+                )
+
+        start(accept_streams(), f"webtransport-session-{session.session_id}-streams")
+        if on_datagram is not None:
+            start(
+                _serve_datagrams(session, on_datagram),
+                f"webtransport-session-{session.session_id}-datagrams",
+            )
+        await session.wait_closed()
+        for task in tasks:
+            task.cancel()
+
+
+async def _serve_stream(
+    session: WebTransportSession, on_stream: StreamHandler, stream: StreamType
+) -> None:
+    try:
+        await on_stream(stream)
+    except Exception as exc:
+        quiet = _only(exc, _QUIET)
+        if not quiet:
+            logger.error(
+                "WebTransport stream handler failed (path %s, session %s, stream %d); the "
+                "stream is aborted with code 0x%x and the session goes on",
+                session.path,
+                session.session_id,
+                stream.stream_id,
+                INTERNAL_ERROR_CODE,
+                exc_info=exc,
+            )
+        if not session.is_closed:
+            with contextlib.suppress(SessionClosedError):
+                await stream.abort(0 if quiet else INTERNAL_ERROR_CODE)
+
+
+async def _serve_datagrams(session: WebTransportSession, on_datagram: DatagramHandler) -> None:
+    reported: set[type[BaseException]] = set()
+    async for data in session.datagrams:
+        try:
+            result = on_datagram(data)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            if _only(exc, (SessionEnd,)):
+                return  # e.g. an echo of a datagram that was queued when the session ended
+            if _only(exc, _QUIET) or type(exc) in reported:
+                continue
+            reported.add(type(exc))
+            logger.error(
+                "WebTransport datagram handler failed (path %s, session %s); the session "
+                "goes on, and further %s from it are not logged",
+                session.path,
+                session.session_id,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+
+
+def _only(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """``exc`` is one of ``kinds``, or a group (nested or not) made only of them."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only(inner, kinds) for inner in exc.exceptions)
+    return isinstance(exc, kinds)
