@@ -59,3 +59,24 @@ def test_client_side_does_not_load_hypercorn(module: str) -> None:
         }
         & loaded
     )
+
+
+@pytest.mark.parametrize("module", ["demux", "credit"])
+def test_session_rules_are_sans_io(module: str) -> None:
+    """The session's demultiplexer and credit counting import no I/O (they are tested
+    with plain values); read from their source, since importing them loads the session
+    package."""
+    import ast
+    from pathlib import Path
+
+    import starlette_webtransport
+
+    path = Path(starlette_webtransport.__file__).parent / "session" / f"{module}.py"
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add("." * node.level + (node.module or ""))
+    allowed = {"__future__", "collections", "collections.abc", "dataclasses", "typing"}
+    assert imported <= allowed | {"..asgi", ".constants", ".state"}

@@ -11,22 +11,42 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .exceptions import DatagramTooLargeError, SessionClosedError
 
 if TYPE_CHECKING:
-    from .session import WebTransportSession
+    from ..asgi import Message
+    from .config import SessionConfig
+
+
+class DatagramOwner(Protocol):
+    """All the datagram transport knows of its session."""
+
+    @property
+    def config(self) -> SessionConfig: ...
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    async def send(self, message: Message) -> None:
+        """Send a post-accept message; :class:`SessionClosedError` once it is over."""
+
+    def datagram_sent(self, size: int) -> None:
+        """Count a datagram of ``size`` bytes handed to the server."""
+
+    def closed_error(self) -> SessionClosedError:
+        """The error to raise now that the session is closed."""
 
 
 class WebTransportDatagramTransport:
     """``session.datagrams``: send and receive the session's datagrams."""
 
-    def __init__(self, session: WebTransportSession, *, max_datagram_size: int) -> None:
-        self._session = session
+    def __init__(self, owner: DatagramOwner, *, max_datagram_size: int) -> None:
+        self._owner = owner
         self._max_datagram_size = max_datagram_size
         self._queue: deque[bytes] = deque()
-        self._queue_size = session._config.datagram_queue_size
+        self._queue_size = owner.config.datagram_queue_size
         self._arrived = asyncio.Event()
         self._dropped = 0
 
@@ -53,18 +73,15 @@ class WebTransportDatagramTransport:
         payload = bytes(data)
         if len(payload) > self._max_datagram_size:
             raise DatagramTooLargeError(len(payload), self._max_datagram_size)
-        await self._session._send_stream_message(
-            {"type": "webtransport.datagram.send", "data": payload}
-        )
-        self._session._stats.datagrams_sent += 1
-        self._session._datagram_bytes_sent += len(payload)
+        await self._owner.send({"type": "webtransport.datagram.send", "data": payload})
+        self._owner.datagram_sent(len(payload))
 
     async def receive(self) -> bytes:
         """The oldest queued datagram, waiting for one; :class:`SessionClosedError` once
         the session is closed and the queue is empty."""
         while not self._queue:
-            if self._session.is_closed:
-                raise self._session._closed_error()
+            if self._owner.is_closed:
+                raise self._owner.closed_error()
             self._arrived.clear()
             await self._arrived.wait()
         return self._queue.popleft()

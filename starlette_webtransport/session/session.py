@@ -1,11 +1,14 @@
-"""One WebTransport session over the ASGI contract of ``docs/asgi-webtransport.md``.
+"""One WebTransport session over the ASGI contract of ``docs/asgi-webtransport.md``: the façade.
 
 The session speaks only ``receive``/``send`` messages, so any server implementing the
 contract can host it, and so can the Python client (client role) and the in-process test
 client. After ``accept()`` (server role) or ``initialize()`` (client role) a reader task
-pumps ``receive()`` and hands each event to its stream, its pending open, the datagram
-queue or the session itself; everything the app sends is a plain ``await send(...)``, so
-backpressure is the server's and is never hidden behind a local buffer.
+pumps ``receive()``; the sans-I/O :class:`~.demux.Demux` says what each message means, and
+the reader applies that to a stream, a pending open, the datagram queue or the session
+itself. Everything the app sends is a plain ``await send(...)``, so backpressure is the
+server's and is never hidden behind a local buffer. The scope's facts are
+:class:`~.scope.ScopeView`'s, the counters and reports :mod:`.diagnostics`', and streams
+and datagrams see the session only through :class:`_Owner` (their ``*Owner`` protocols).
 
 With a server of spec 1.1 (``extensions.webtransport.consumed``) the receive credit of a
 stream goes back as the app reads that stream (:mod:`.credit`), so the reader never stops
@@ -20,19 +23,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from starlette.datastructures import URL, Address, Headers, QueryParams, State
-
 from ..asgi import Message, Receive, Scope, Send, is_unidirectional
-from ..protocol.settings import parse_available_protocols
 from . import constants
+from . import demux as fx
 from .config import SessionConfig
 from .credit import ConsumedCounts
 from .datagram import WebTransportDatagramTransport
+from .diagnostics import Diagnostics, SessionStats
 from .events import Event, EventEmitter, EventType
 from .exceptions import (
     ProtocolError,
@@ -40,13 +42,13 @@ from .exceptions import (
     StreamLimitError,
     WebTransportTimeoutError,
 )
-from .state import SessionState, StreamState
+from .scope import ASGIChannel, ConnectionInfo, ScopeView, _negotiated_protocol
+from .state import SessionState
 from .stream import (
     StreamType,
     WebTransportReceiveStream,
     WebTransportSendStream,
     WebTransportStream,
-    _Side,
     _StreamBase,
     check_code,
 )
@@ -54,78 +56,13 @@ from .stream import (
 if TYPE_CHECKING:
     from ..structured import Schema, Serializer, StructuredDatagramTransport, StructuredStream
 
+__all__ = ["ASGIChannel", "ConnectionInfo", "SessionStats", "WebTransportSession"]
+
 T = TypeVar("T")
 
 logger = logging.getLogger("starlette_webtransport.session")
 
 _OPEN_STATES = (SessionState.CONNECTED, SessionState.DRAINING)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionInfo:
-    """Static facts about the QUIC connection the session rides on
-    (``scope["extensions"]["webtransport"]["connection"]``). Several sessions may share
-    one connection, and the server owns it, so this is information, not a handle."""
-
-    id: str
-    alpn: str | None
-    local: tuple[str, int] | None
-    remote: tuple[str, int] | None
-
-
-@dataclass(frozen=True, slots=True)
-class ASGIChannel:
-    """What carries a session in this design, returned by ``protocol_handler``: the
-    ASGI scope and the ``receive``/``send`` callables of the contract. Messages sent
-    through it bypass the session's bookkeeping; it is there for introspection and
-    for code that needs to know which server hosts the session."""
-
-    scope: Scope
-    receive: Receive
-    send: Send
-    spec_version: str | None
-    draft: str | None
-
-
-@dataclass
-class SessionStats:
-    """Counters of one session; each is incremented where its event happens."""
-
-    session_id: str
-    created_at: float
-    """``time.time()`` when the session object was created."""
-    ready_at: float | None = None
-    """When the session became CONNECTED."""
-    closed_at: float | None = None
-    streams_created: int = 0
-    """Streams handed to the app: opened locally or accepted from the peer (refused
-    and abandoned ones are counted separately by ``get_session_stats()``)."""
-    streams_closed: int = 0
-    """Streams whose sides are both done (including those ended by the session's end)."""
-    stream_errors: int = 0
-    """RESET_STREAM and STOP_SENDING, sent or received, on the app's streams."""
-    bidirectional_streams: int = 0
-    unidirectional_streams: int = 0
-    datagrams_sent: int = 0
-    datagrams_received: int = 0
-    """Every datagram received, including those later dropped from the full queue."""
-    protocol_errors: int = 0
-    """Events from the server that break the ASGI contract (they are logged and ignored)."""
-
-    @property
-    def active_streams(self) -> int:
-        return self.streams_created - self.streams_closed
-
-    @property
-    def uptime(self) -> float:
-        """Seconds between becoming ready and closing (or now); 0 if never ready."""
-        if self.ready_at is None:
-            return 0.0
-        end = self.closed_at if self.closed_at is not None else time.time()
-        return max(0.0, end - self.ready_at)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"active_streams": self.active_streams, "uptime": self.uptime}
 
 
 @dataclass(eq=False, slots=True)
@@ -135,7 +72,7 @@ class _PendingOpen:
     created_at: float = field(default_factory=time.monotonic)
 
 
-class WebTransportSession(EventEmitter):
+class WebTransportSession(ScopeView, EventEmitter):
     """A WebTransport session, server or client role, built from an ASGI scope.
 
     Server role: ``await session.accept()`` (or ``reject()``), then use streams and
@@ -151,38 +88,22 @@ class WebTransportSession(EventEmitter):
         *,
         config: SessionConfig | None = None,
     ) -> None:
-        super().__init__()
-        if scope.get("type") != "webtransport":
-            raise ValueError(f'expected a "webtransport" scope, got {scope.get("type")!r}')
-        extension = scope.get("extensions", {}).get("webtransport")
-        if not isinstance(extension, Mapping):
-            raise ValueError(
-                'the scope has no extensions["webtransport"]; see asgi-webtransport.md'
-            )
-        role = extension.get("role", "server")
-        if role not in ("server", "client"):
-            raise ValueError(
-                f'extensions["webtransport"]["role"] must be "server" or "client", got {role!r}'
-            )
-        self._scope = scope
-        self._receive = receive
-        self._send = send
-        self._extension = extension
-        self._role: str = role
-        self._local_bit = 1 if role == "server" else 0
+        ScopeView.__init__(self, scope, receive, send)
+        EventEmitter.__init__(self)
+        extension = self._extension
+        self._session_id = str(extension["session_id"])
         self._config = config if config is not None else SessionConfig()
         self._state = SessionState.CONNECTING
         self._connect_received = False
-        self._protocol = None if role == "server" else _negotiated_protocol(scope)
-        self._request_state: State | None = None
-        self._stats = SessionStats(session_id=str(extension["session_id"]), created_at=time.time())
+        self._protocol = None if self._role == "server" else _negotiated_protocol(scope)
         self._streams: dict[int, _StreamBase] = {}
-        self._retired: OrderedDict[int, None] = OrderedDict()
         self._incoming: deque[StreamType] = deque()
         self._incoming_changed = asyncio.Event()
         self._pending: deque[_PendingOpen] = deque()
+        self._owner = _Owner(self)
+        self._demux = fx.Demux(local_bit=1 if self._role == "server" else 0)
         self._datagrams = WebTransportDatagramTransport(
-            self, max_datagram_size=int(extension["max_datagram_size"])
+            self._owner, max_datagram_size=int(extension["max_datagram_size"])
         )
         self._reader: asyncio.Task[None] | None = None
         self._ready_event = asyncio.Event()
@@ -191,24 +112,22 @@ class WebTransportSession(EventEmitter):
         self._close_reason: str | None = None
         self._close_cause: str | None = None
         self._closed_by: str | None = None
-        self._paused_on: _StreamBase | None = None
-        self._paused_since: float | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._streams_refused = 0
-        self._streams_abandoned = 0
-        self._bytes_sent = 0
-        self._bytes_received = 0
-        self._datagram_bytes_sent = 0
-        self._datagram_bytes_received = 0
-        self._slow_writes = 0
-        self._max_write_wait = 0.0
-        self._max_write_wait_stream: int | None = None
-        self._protocol_error_log: deque[str] = deque(maxlen=10)
         self._consumed_mode = bool(extension.get("consumed", False))
         """The server returns receive credit on ``webtransport.stream.consumed`` (1.1)."""
         self._consumed = ConsumedCounts(constants.CONSUMED_REPORT_BYTES)
         self._consumed_due = asyncio.Event()
         self._reporter: asyncio.Task[None] | None = None
+        self._diagnostics = Diagnostics(
+            self,
+            draft=extension.get("draft"),
+            streams=self._streams,
+            incoming=self._incoming,
+            pending=self._pending,
+            reader_running=lambda: self._reader is not None and not self._reader.done(),
+            emit_health=lambda issues: self._emit(EventType.SESSION_HEALTH, issues=issues),
+        )
+        self._stats = self._diagnostics.stats
 
     def __repr__(self) -> str:
         state = self._state.value
@@ -220,29 +139,11 @@ class WebTransportSession(EventEmitter):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    # --- properties named as in the session API reference -------------------------------
-
-    @property
-    def connection(self) -> ConnectionInfo | None:
-        """The QUIC connection the session rides on, or ``None`` if the server gave none."""
-        info = self._extension.get("connection")
-        if not isinstance(info, Mapping):
-            return None
-        return ConnectionInfo(
-            id=str(info.get("id", "")),
-            alpn=info.get("alpn"),
-            local=_address(info.get("local")),
-            remote=_address(info.get("remote")),
-        )
+    # --- the session's own properties ---------------------------------------------------
 
     @property
     def datagrams(self) -> WebTransportDatagramTransport:
         return self._datagrams
-
-    @property
-    def headers(self) -> Headers:
-        """Server role: the CONNECT request's headers. Client role: the response's."""
-        return Headers(scope=self._scope)
 
     @property
     def is_closed(self) -> bool:
@@ -253,74 +154,17 @@ class WebTransportSession(EventEmitter):
         return self._state in _OPEN_STATES
 
     @property
-    def path(self) -> str:
-        return str(self._scope["path"])
-
-    @property
-    def protocol_handler(self) -> ASGIChannel:
-        return ASGIChannel(
-            scope=self._scope,
-            receive=self._receive,
-            send=self._send,
-            spec_version=self._scope.get("asgi", {}).get("spec_version"),
-            draft=self._extension.get("draft"),
-        )
-
-    @property
     def session_id(self) -> str:
         """Unique for the server's lifetime (``extensions["webtransport"]["session_id"]``)."""
-        return self._stats.session_id
+        return self._session_id
 
     @property
     def state(self) -> SessionState:
         return self._state
 
-    # --- Starlette-style properties ------------------------------------------------------
-
-    @property
-    def scope(self) -> Scope:
-        return self._scope
-
-    @property
-    def role(self) -> str:
-        """``"server"`` or ``"client"``: who we are on the QUIC connection."""
-        return self._role
-
     @property
     def config(self) -> SessionConfig:
         return self._config
-
-    @property
-    def url(self) -> URL:
-        return URL(scope=self._scope)
-
-    @property
-    def path_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = self._scope.get("path_params", {})
-        return params
-
-    @property
-    def query_params(self) -> QueryParams:
-        return QueryParams(self._scope["query_string"])
-
-    @property
-    def client(self) -> Address | None:
-        """The peer's address (``scope["client"]``)."""
-        client = self._scope.get("client")
-        return None if client is None else Address(client[0], client[1])
-
-    @property
-    def request_state(self) -> State:
-        """Starlette's ``request.state`` for this session (``scope["state"]``, filled by the
-        server from the lifespan state); named so because ``state`` is the SessionState."""
-        if self._request_state is None:
-            self._request_state = State(self._scope.setdefault("state", {}))
-        return self._request_state
-
-    @property
-    def subprotocols(self) -> list[str]:
-        """The protocols the client offered (WT-Available-Protocols), in order."""
-        return list(self._scope.get("subprotocols", []))
 
     @property
     def protocol(self) -> str | None:
@@ -346,6 +190,11 @@ class WebTransportSession(EventEmitter):
         (``"timeout"``) is told apart from one that said goodbye. ``None`` while open, or
         when the server does not say."""
         return self._close_cause
+
+    @property
+    def closed_by(self) -> str | None:
+        """Who ended the session: ``"local"``, ``"peer"`` or ``"error"``; ``None`` while open."""
+        return self._closed_by
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -576,181 +425,30 @@ class WebTransportSession(EventEmitter):
                 self._incoming_changed.clear()
                 await self._incoming_changed.wait()
 
-    # --- diagnostics ---------------------------------------------------------------------
+    # --- diagnostics (:mod:`.diagnostics`) ----------------------------------------------
 
     async def get_session_stats(self) -> dict[str, Any]:
         """:class:`SessionStats` plus the counters the reference's dataclass lacks."""
-        return self._stats.to_dict() | {
-            "state": self._state.value,
-            "streams_refused": self._streams_refused,
-            "streams_abandoned": self._streams_abandoned,
-            "bytes_sent": self._bytes_sent,
-            "bytes_received": self._bytes_received,
-            "datagram_bytes_sent": self._datagram_bytes_sent,
-            "datagram_bytes_received": self._datagram_bytes_received,
-            "datagrams_dropped": self._datagrams.dropped,
-            "slow_writes": self._slow_writes,
-            "max_write_wait": self._max_write_wait,
-            "pending_opens": len(self._pending),
-            "incoming_queued": len(self._incoming),
-        }
+        return self._diagnostics.session_stats()
 
     async def get_summary(self) -> dict[str, Any]:
         """A compact view for monitoring dashboards."""
-        return {
-            "session_id": self.session_id,
-            "role": self._role,
-            "state": self._state.value,
-            "path": self.path,
-            "protocol": self._protocol,
-            "uptime": self._stats.uptime,
-            "active_streams": self._stats.active_streams,
-            "streams_created": self._stats.streams_created,
-            "bytes_sent": self._bytes_sent,
-            "bytes_received": self._bytes_received,
-            "datagrams_sent": self._stats.datagrams_sent,
-            "datagrams_received": self._stats.datagrams_received,
-            "datagrams_dropped": self._datagrams.dropped,
-            "close_code": self._close_code,
-            "close_reason": self._close_reason,
-            "closed_by": self._closed_by,
-            "issues": len(await self.diagnose_issues()),
-        }
+        return self._diagnostics.summary()
 
     async def debug_state(self) -> dict[str, Any]:
         """Everything the session knows, per stream, for debugging a stuck session."""
-        now = time.monotonic()
-        return {
-            "session": {
-                "session_id": self.session_id,
-                "role": self._role,
-                "state": self._state.value,
-                "path": self.path,
-                "draft": self._extension.get("draft"),
-                "subprotocols": self.subprotocols,
-                "protocol": self._protocol,
-                "max_datagram_size": self._datagrams.max_datagram_size,
-                "close_code": self._close_code,
-                "close_reason": self._close_reason,
-                "closed_by": self._closed_by,
-            },
-            "reader": {
-                "running": self._reader is not None and not self._reader.done(),
-                "paused_on_stream": None if self._paused_on is None else self._paused_on.stream_id,
-                "paused_for": None if self._paused_since is None else now - self._paused_since,
-            },
-            "streams": [stream._debug() for stream in self._streams.values()],
-            "incoming_queue": {
-                "queued": [stream.stream_id for stream in self._incoming],
-                "limit": self._config.max_incoming_streams,
-            },
-            "pending_opens": [
-                {"bidirectional": p.bidirectional, "waiting_for": now - p.created_at}
-                for p in self._pending
-            ],
-            "datagrams": {
-                "queued": self._datagrams.queued,
-                "queue_size": self._config.datagram_queue_size,
-                "dropped": self._datagrams.dropped,
-                "max_datagram_size": self._datagrams.max_datagram_size,
-            },
-            "config": asdict(self._config),
-            "stats": await self.get_session_stats(),
-            "recent_protocol_errors": list(self._protocol_error_log),
-        }
+        return self._diagnostics.debug_state()
 
     async def diagnose_issues(self) -> list[str]:
         """Plain-language findings; an empty list means nothing looks wrong."""
-        issues: list[str] = []
-        now = time.monotonic()
-        config = self._config
-        if self._closed_by == "error":
-            issues.append(
-                f"the session ended because its ASGI channel failed: {self._close_reason}"
-            )
-        elif self._close_code:
-            issues.append(
-                f"the session was closed by the {self._closed_by} with code {self._close_code} "
-                f"(reason {self._close_reason!r})"
-            )
-        if self._paused_on is not None and self._paused_since is not None:
-            paused = now - self._paused_since
-            if paused >= constants.READER_PAUSED_SECONDS:
-                issues.append(
-                    f"the reader has been paused for {paused:.1f} s on stream "
-                    f"{self._paused_on.stream_id}, whose {len(self._paused_on._buffer)} unread "
-                    f"bytes exceed stream_buffer_size ({config.stream_buffer_size}); nothing "
-                    "else is received until the app reads that stream"
-                )
-        for stream in self._streams.values():
-            if stream._half_closed_at is None:
-                continue
-            stuck = now - stream._half_closed_at
-            if stuck >= constants.STUCK_HALF_CLOSED_SECONDS:
-                waiting = (
-                    "the peer to finish its side"
-                    if stream.state is StreamState.HALF_CLOSED_LOCAL
-                    else "the app to close its side"
-                )
-                issues.append(
-                    f"stream {stream.stream_id} has been {stream.state.value} for {stuck:.1f} s "
-                    f"(waiting for {waiting})"
-                )
-        for pending in self._pending:
-            waited = now - pending.created_at
-            if waited >= constants.STUCK_OPEN_SECONDS:
-                kind = "bidirectional" if pending.bidirectional else "unidirectional"
-                issues.append(
-                    f"a {kind} stream open has waited {waited:.1f} s for the server "
-                    "(the peer's stream limit may be reached)"
-                )
-        if self._datagrams.dropped:
-            issues.append(
-                f"{self._datagrams.dropped} received datagrams were dropped because the queue "
-                f"of {config.datagram_queue_size} was full (the app reads datagrams too slowly)"
-            )
-        if self._slow_writes:
-            issues.append(
-                f"{self._slow_writes} stream writes waited at least "
-                f"{constants.SLOW_WRITE_SECONDS} s on backpressure (longest "
-                f"{self._max_write_wait:.2f} s, on stream {self._max_write_wait_stream})"
-            )
-        if self._streams_refused:
-            issues.append(
-                f"{self._streams_refused} peer streams were refused (max_streams="
-                f"{config.max_streams}, max_incoming_streams={config.max_incoming_streams}); "
-                "the app does not take streams from incoming_streams() fast enough"
-            )
-        if self._streams_abandoned:
-            issues.append(
-                f"{self._streams_abandoned} streams were opened after their create_*_stream() "
-                "call had timed out or been cancelled, and were reset"
-            )
-        if self._stats.protocol_errors:
-            issues.append(
-                f"{self._stats.protocol_errors} events from the server broke the ASGI contract; "
-                f"latest: {self._protocol_error_log[-1]}"
-            )
-        return issues
+        return self._diagnostics.issues()
 
     async def monitor_health(
         self, *, check_interval: float = constants.DEFAULT_HEALTH_CHECK_INTERVAL
     ) -> None:
         """Run ``diagnose_issues()`` every ``check_interval`` seconds until the session
         closes; log each finding and emit ``session.health`` with the list."""
-        if not check_interval > 0:
-            raise ValueError(f"check_interval must be positive, got {check_interval!r}")
-        while not self.is_closed:
-            issues = await self.diagnose_issues()
-            if issues:
-                for issue in issues:
-                    logger.warning("session %s: %s", self.session_id, issue)
-                await self._emit(EventType.SESSION_HEALTH, issues=issues)
-            try:
-                async with asyncio.timeout(check_interval):
-                    await self._closed_event.wait()
-            except TimeoutError:
-                continue
+        await self._diagnostics.monitor(check_interval)
 
     # --- internals: lifecycle --------------------------------------------------------------
 
@@ -908,7 +606,7 @@ class WebTransportSession(EventEmitter):
         task.add_done_callback(self._background.discard)
 
     async def _abandon_stream(self, stream: WebTransportSendStream) -> None:
-        self._streams_abandoned += 1
+        self._diagnostics.streams_abandoned += 1
         with contextlib.suppress(SessionClosedError):
             await stream.abort(constants.STREAM_ABANDONED_CODE)
 
@@ -920,55 +618,13 @@ class WebTransportSession(EventEmitter):
         else:
             self._stats.bidirectional_streams += 1
 
-    def _retire(self, stream_id: int) -> None:
-        self._retired[stream_id] = None
-        if len(self._retired) > constants.RETIRED_STREAM_MEMORY:
-            self._retired.popitem(last=False)
-
     async def _stream_changed(self, stream: _StreamBase) -> None:
-        state = stream.state
-        if state is StreamState.CLOSED:
-            if stream._closed_counted:
-                return
-            stream._closed_counted = True
-            self._streams.pop(stream.stream_id, None)
-            self._retire(stream.stream_id)
+        if stream._state_changed() and self._streams.pop(stream.stream_id, None) is not None:
+            self._demux.retire(stream.stream_id)
             self._stats.streams_closed += 1
             await self._emit(EventType.STREAM_CLOSED, stream=stream)
-        elif state is not StreamState.OPEN and stream._half_closed_at is None:
-            stream._half_closed_at = time.monotonic()
-
-    def _record_write(self, stream: _StreamBase, size: int, waited: float) -> None:
-        self._bytes_sent += size
-        if waited >= constants.SLOW_WRITE_SECONDS:
-            self._slow_writes += 1
-        if waited > self._max_write_wait:
-            self._max_write_wait = waited
-            self._max_write_wait_stream = stream.stream_id
-
-    def _is_local(self, stream_id: int) -> bool:
-        return stream_id & 0x1 == self._local_bit
-
-    def _protocol_error(self, message: str) -> None:
-        self._stats.protocol_errors += 1
-        self._protocol_error_log.append(message)
-        logger.warning("session %s: ASGI contract violation: %s", self.session_id, message)
 
     # --- internals: receive credit (spec 1.1) -----------------------------------------------
-
-    def _read_from(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
-        """The app read (or dropped) ``size`` bytes of ``stream``; ``flush`` reports all
-        it read so far now (it is about to wait, or has read the stream to its end)."""
-        if not self._consumed_mode:
-            return
-        due = self._consumed.taken(stream.stream_id, size) if size else False
-        if (flush and self._consumed.flush(stream.stream_id)) or due:
-            self._consumed_due.set()
-
-    def _unread(self, stream: _StreamBase, size: int) -> None:
-        """``size`` bytes the app took went back to ``stream``'s buffer."""
-        if self._consumed_mode:
-            self._consumed.restored(stream.stream_id, size)
 
     async def _report_loop(self) -> None:
         """Send the due ``webtransport.stream.consumed`` reports. A task of its own, so
@@ -990,99 +646,88 @@ class WebTransportSession(EventEmitter):
         try:
             while self._state is not SessionState.CLOSED:
                 message = await self._receive()
-                await self._handle(message)
+                oldest = self._pending[0].bidirectional if self._pending else None
+                config = self._config
+                admit = (
+                    len(self._streams) + len(self._pending) < config.max_streams
+                    and len(self._incoming) < config.max_incoming_streams
+                )
+                effects = self._demux.receive(
+                    message, streams=self._streams, admit=admit, oldest_open=oldest
+                )
+                for effect in effects:
+                    await self._apply(effect)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             logger.exception("session %s: the ASGI receive channel failed", self.session_id)
             await self._finish(None, repr(exc), by="error", cause="error")
 
-    async def _handle(self, message: Message) -> None:
-        kind = message.get("type")
-        if kind == "webtransport.stream.receive":
-            await self._on_stream_data(
-                message["stream"], message.get("data", b""), message.get("end_stream", False)
-            )
-        elif kind == "webtransport.datagram.receive":
-            await self._on_datagram(message["data"])
-        elif kind == "webtransport.stream.opened":
-            await self._on_stream_opened(message["stream"], message["bidirectional"])
-        elif kind == "webtransport.stream.reset":
-            await self._on_stream_reset(message["stream"], message.get("code"))
-        elif kind == "webtransport.stream.stop_sending":
-            await self._on_stop_sending(message["stream"], message.get("code"))
-        elif kind == "webtransport.drain":
+    async def _apply(self, effect: fx.Effect) -> None:
+        """Do what :class:`~.demux.Demux` found a received message means."""
+        if isinstance(effect, fx.Data):
+            await self._on_data(self._streams[effect.stream_id], effect.data, effect.end_stream)
+        elif isinstance(effect, fx.NewStream):
+            await self._new_peer_stream(effect.stream_id, effect.bidirectional)
+        elif isinstance(effect, fx.Datagram):
+            await self._on_datagram(effect.data)
+        elif isinstance(effect, fx.Opened):
+            await self._on_opened(effect.stream_id, effect.bidirectional)
+        elif isinstance(effect, fx.OpenFailed):
+            future = self._pending.popleft().future
+            if not future.done():
+                message = f"the server answered the stream open with stream {effect.stream_id}"
+                future.set_exception(ProtocolError(message))
+        elif isinstance(effect, fx.PeerReset):
+            stream = self._streams[effect.stream_id]
+            stream._peer_reset(effect.code)
+            self._stats.stream_errors += 1
+            await self._emit(EventType.STREAM_RESET, stream=stream, code=effect.code)
+            await self._stream_changed(stream)
+        elif isinstance(effect, fx.PeerStopped):
+            stream = self._streams[effect.stream_id]
+            if stream._peer_stopped(effect.code):
+                self._stats.stream_errors += 1
+                await self._emit(EventType.STREAM_STOPPED, stream=stream, code=effect.code)
+                await self._stream_changed(stream)
+        elif isinstance(effect, fx.Refuse):
+            await self._refuse(effect.stream_id, effect.bidirectional)
+        elif isinstance(effect, fx.Drain):
             if self._state is SessionState.CONNECTED:
                 self._state = SessionState.DRAINING
                 await self._emit(EventType.SESSION_DRAINING)
-        elif kind == "webtransport.disconnect":
-            await self._finish(
-                message.get("code", 0),
-                message.get("reason", ""),
-                by="peer",
-                cause=message.get("cause"),
-            )
+        elif isinstance(effect, fx.Disconnect):
+            await self._finish(effect.code, effect.reason, by="peer", cause=effect.cause)
         else:
-            self._protocol_error(f"unexpected ASGI message {kind!r}")
+            self._diagnostics.record_protocol_error(effect.text)
 
-    async def _on_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            if stream_id in self._retired:
-                return  # in flight when the stream ended or was refused
-            if self._is_local(stream_id):
-                self._protocol_error(f"data for stream {stream_id}, which we never opened")
-                return
-            stream = await self._accept_peer_stream(stream_id)
-            if stream is None:
-                return
-        side = stream._recv
-        if side is None:
-            self._protocol_error(f"data for our send-only stream {stream_id}")
-            return
-        if side is _Side.STOPPED:
-            return  # we sent STOP_SENDING; late data is discarded
-        if side is not _Side.OPEN:
-            self._protocol_error(f"data for stream {stream_id} after its {side.value}")
-            return
+    async def _on_data(self, stream: _StreamBase, data: bytes, end_stream: bool) -> None:
         stream._feed(data, end_stream)
-        self._bytes_received += len(data)
+        self._diagnostics.bytes_received += len(data)
         if end_stream:
             await self._stream_changed(stream)
-        if not self._consumed_mode and not stream._space.is_set():
+        if not self._consumed_mode and stream._full():
             # The memory bound of a 1.0 server, whose credit follows this reader: pull
             # nothing more until the app reads this stream.
-            self._paused_on = stream
-            self._paused_since = time.monotonic()
+            self._diagnostics.record_pause(stream)
             try:
-                await stream._space.wait()
+                await stream._wait_for_space()
             finally:
-                self._paused_on = None
-                self._paused_since = None
+                self._diagnostics.record_pause(None)
 
-    async def _accept_peer_stream(self, stream_id: int) -> _StreamBase | None:
-        bidirectional = not is_unidirectional(stream_id)
-        config = self._config
-        if (
-            len(self._streams) + len(self._pending) >= config.max_streams
-            or len(self._incoming) >= config.max_incoming_streams
-        ):
-            await self._refuse(stream_id, bidirectional)
-            return None
+    async def _new_peer_stream(self, stream_id: int, bidirectional: bool) -> None:
         stream: WebTransportStream | WebTransportReceiveStream
         if bidirectional:
-            stream = WebTransportStream(self, stream_id)
+            stream = WebTransportStream(self._owner, stream_id)
         else:
-            stream = WebTransportReceiveStream(self, stream_id)
+            stream = WebTransportReceiveStream(self._owner, stream_id)
         self._register(stream)
         self._incoming.append(stream)
         self._incoming_changed.set()
         await self._emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
-        return stream
 
     async def _refuse(self, stream_id: int, bidirectional: bool) -> None:
-        self._retire(stream_id)
-        self._streams_refused += 1
+        self._diagnostics.streams_refused += 1
         code = constants.STREAM_REFUSED_CODE
         try:
             await self._send(
@@ -1096,30 +741,13 @@ class WebTransportSession(EventEmitter):
             return
         await self._emit(EventType.STREAM_REFUSED, stream_id=stream_id)
 
-    async def _on_stream_opened(self, stream_id: int, bidirectional: bool) -> None:
-        if not self._pending:
-            self._protocol_error(f"stream.opened for stream {stream_id} without a pending open")
-            return
+    async def _on_opened(self, stream_id: int, bidirectional: bool) -> None:
         pending = self._pending.popleft()
-        if (
-            pending.bidirectional != bidirectional
-            or is_unidirectional(stream_id) == bidirectional
-            or not self._is_local(stream_id)
-        ):
-            self._protocol_error(
-                f"stream.opened reply (stream {stream_id}, bidirectional={bidirectional}) does "
-                f"not match the oldest open (bidirectional={pending.bidirectional})"
-            )
-            if not pending.future.done():
-                pending.future.set_exception(
-                    ProtocolError(f"the server answered the stream open with stream {stream_id}")
-                )
-            return
         if pending.future.done():  # the create_*_stream() call gave up
-            self._retire(stream_id)
-            self._streams_abandoned += 1
+            self._demux.retire(stream_id)
+            self._diagnostics.streams_abandoned += 1
             code = constants.STREAM_ABANDONED_CODE
-            try:
+            with contextlib.suppress(OSError):
                 await self._send(
                     {"type": "webtransport.stream.reset", "stream": stream_id, "code": code}
                 )
@@ -1131,64 +759,77 @@ class WebTransportSession(EventEmitter):
                             "code": code,
                         }
                     )
-            except OSError:
-                pass
             return
         stream = (
-            WebTransportStream(self, stream_id)
+            WebTransportStream(self._owner, stream_id)
             if bidirectional
-            else WebTransportSendStream(self, stream_id)
+            else WebTransportSendStream(self._owner, stream_id)
         )
         self._register(stream)
         pending.future.set_result(stream)
         await self._emit(EventType.STREAM_OPENED, stream=stream, initiator="local")
 
-    async def _on_stream_reset(self, stream_id: int, code: int | None) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return  # ended, refused, or reset before it was announced: nothing to tell
-        if stream._recv is None:
-            self._protocol_error(f"reset of our send-only stream {stream_id}")
-            return
-        if stream._recv is not _Side.OPEN:
-            return  # e.g. the peer's answer to our STOP_SENDING
-        stream._peer_reset(code)
-        self._stats.stream_errors += 1
-        await self._emit(EventType.STREAM_RESET, stream=stream, code=code)
-        await self._stream_changed(stream)
-
-    async def _on_stop_sending(self, stream_id: int, code: int | None) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return
-        if stream._send is None:
-            self._protocol_error(f"STOP_SENDING for stream {stream_id}, which we cannot write")
-            return
-        if stream._peer_stopped(code):
-            self._stats.stream_errors += 1
-            await self._emit(EventType.STREAM_STOPPED, stream=stream, code=code)
-            await self._stream_changed(stream)
-
     async def _on_datagram(self, data: bytes) -> None:
         self._stats.datagrams_received += 1
-        self._datagram_bytes_received += len(data)
+        self._diagnostics.datagram_bytes_received += len(data)
         dropped = self._datagrams._deliver(data)
         await self._emit(EventType.DATAGRAM_RECEIVED, size=len(data))
         if dropped is not None:
             await self._emit(EventType.DATAGRAM_DROPPED, size=len(dropped))
 
 
-def _address(value: Any) -> tuple[str, int] | None:
-    if value is None:
-        return None
-    host, port = value
-    return str(host), int(port)
+class _Owner:
+    """What the session's streams and datagram transport see of it (``StreamOwner``,
+    ``DatagramOwner``): a few calls, and nothing else of the session."""
 
+    __slots__ = ("_session",)
 
-def _negotiated_protocol(scope: Scope) -> str | None:
-    """Client role: the WT-Protocol response header, a Structured Field String."""
-    for name, value in scope.get("headers", []):
-        if name.lower() == b"wt-protocol":
-            protocols = parse_available_protocols(value)
-            return protocols[0] if len(protocols) == 1 else None
-    return None
+    def __init__(self, session: WebTransportSession) -> None:
+        self._session = session
+
+    @property
+    def config(self) -> SessionConfig:
+        return self._session._config
+
+    @property
+    def close_code(self) -> int | None:
+        return self._session._close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._session._close_reason
+
+    @property
+    def is_closed(self) -> bool:
+        return self._session.is_closed
+
+    async def send(self, message: Message) -> None:
+        await self._session._send_stream_message(message)
+
+    async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:
+        if error:
+            self._session._stats.stream_errors += 1
+        await self._session._stream_changed(stream)
+
+    def wrote(self, stream: _StreamBase, size: int, waited: float) -> None:
+        self._session._diagnostics.record_write(stream.stream_id, size, waited)
+
+    def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
+        session = self._session
+        if not session._consumed_mode:
+            return
+        counts = session._consumed
+        due = counts.taken(stream.stream_id, size) if size else False
+        if (flush and counts.flush(stream.stream_id)) or due:
+            session._consumed_due.set()
+
+    def unread(self, stream: _StreamBase, size: int) -> None:
+        if self._session._consumed_mode:
+            self._session._consumed.restored(stream.stream_id, size)
+
+    def datagram_sent(self, size: int) -> None:
+        self._session._stats.datagrams_sent += 1
+        self._session._diagnostics.datagram_bytes_sent += size
+
+    def closed_error(self) -> SessionClosedError:
+        return self._session._closed_error()

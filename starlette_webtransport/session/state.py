@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from ..protocol.state import SessionState
 
-__all__ = ["SessionState", "StreamDirection", "StreamState"]
+__all__ = ["SessionState", "Side", "StreamDirection", "StreamState"]
 
 
 class StreamDirection(StrEnum):
@@ -36,3 +36,17 @@ class StreamState(StrEnum):
     HALF_CLOSED_REMOTE = "half_closed_remote"
     """The receiving side is done (peer FIN or reset, or we stopped it); we can still write."""
     CLOSED = "closed"
+
+
+class Side(StrEnum):
+    """Where one side of a stream is: its receiving side (peer to us) or sending side."""
+
+    OPEN = "open"
+    FINISHED = "finished"
+    """FIN: received from the peer (receiving side) or sent by us (sending side)."""
+    RESET = "reset"
+    """RESET_STREAM: received from the peer (receiving) or sent by us (sending)."""
+    STOPPED = "stopped"
+    """STOP_SENDING: sent by us (receiving side) or received from the peer (sending)."""
+    ABORTED = "aborted"
+    """The session ended while the side was open."""

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from . import constants
 from .exceptions import (
@@ -23,22 +22,40 @@ from .exceptions import (
     StreamResetError,
     StreamStoppedError,
 )
-from .state import StreamDirection, StreamState
+from .state import Side, StreamDirection, StreamState
 
 if TYPE_CHECKING:
-    from .session import WebTransportSession
+    from ..asgi import Message
+    from .config import SessionConfig
 
 
-class _Side(StrEnum):
-    OPEN = "open"
-    FINISHED = "finished"
-    """FIN: received from the peer (receiving side) or sent by us (sending side)."""
-    RESET = "reset"
-    """RESET_STREAM: received from the peer (receiving) or sent by us (sending)."""
-    STOPPED = "stopped"
-    """STOP_SENDING: sent by us (receiving side) or received from the peer (sending)."""
-    ABORTED = "aborted"
-    """The session ended while the side was open."""
+class StreamOwner(Protocol):
+    """All a stream knows of its session: the session hands each stream this, and the
+    stream reaches nothing else of it."""
+
+    @property
+    def config(self) -> SessionConfig: ...
+
+    @property
+    def close_code(self) -> int | None: ...
+
+    @property
+    def close_reason(self) -> str | None: ...
+
+    async def send(self, message: Message) -> None:
+        """Send a post-accept message; :class:`SessionClosedError` once it is over."""
+
+    async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:
+        """A side of ``stream`` ended; ``error``: by a reset or stop we sent."""
+
+    def wrote(self, stream: _StreamBase, size: int, waited: float) -> None:
+        """A write of ``size`` bytes was taken after ``waited`` seconds."""
+
+    def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
+        """The app read or dropped ``size`` bytes (spec 1.1 credit); ``flush``: report now."""
+
+    def unread(self, stream: _StreamBase, size: int) -> None:
+        """``size`` bytes the app took went back to the buffer."""
 
 
 def check_code(code: int) -> None:
@@ -49,15 +66,14 @@ def check_code(code: int) -> None:
 class _StreamBase:
     _DIRECTION: ClassVar[StreamDirection]
 
-    def __init__(self, session: WebTransportSession, stream_id: int) -> None:
-        self._session = session
+    def __init__(self, owner: StreamOwner, stream_id: int) -> None:
+        self._owner = owner
         self._stream_id = stream_id
         direction = self._DIRECTION
-        self._recv: _Side | None = None if direction is StreamDirection.SEND_ONLY else _Side.OPEN
-        self._send: _Side | None = None if direction is StreamDirection.RECEIVE_ONLY else _Side.OPEN
+        self._recv: Side | None = None if direction is StreamDirection.SEND_ONLY else Side.OPEN
+        self._send: Side | None = None if direction is StreamDirection.RECEIVE_ONLY else Side.OPEN
         self._created_at = time.monotonic()
         self._half_closed_at: float | None = None
-        self._closed_counted = False
         # receiving side
         self._buffer = bytearray()
         self._reset_code: int | None = None
@@ -88,8 +104,8 @@ class _StreamBase:
 
     @property
     def state(self) -> StreamState:
-        recv_done = self._recv is not None and self._recv is not _Side.OPEN
-        send_done = self._send is not None and self._send is not _Side.OPEN
+        recv_done = self._recv is not None and self._recv is not Side.OPEN
+        send_done = self._send is not None and self._send is not Side.OPEN
         if self._recv is None:
             return StreamState.CLOSED if send_done else StreamState.OPEN
         if self._send is None:
@@ -102,20 +118,54 @@ class _StreamBase:
             return StreamState.HALF_CLOSED_REMOTE
         return StreamState.OPEN
 
-    # --- hooks for the session's reader ----------------------------------------------
+    @property
+    def receive_side(self) -> Side | None:
+        """Where the receiving side is; ``None`` for a stream we only write."""
+        return self._recv
+
+    @property
+    def send_side(self) -> Side | None:
+        """Where the sending side is; ``None`` for a stream we only read."""
+        return self._send
+
+    @property
+    def half_closed_at(self) -> float | None:
+        """``time.monotonic()`` when the first side ended (diagnostics of stuck streams)."""
+        return self._half_closed_at
+
+    @property
+    def buffered(self) -> int:
+        """Received bytes not read yet."""
+        return len(self._buffer)
+
+    # --- hooks for the session ----------------------------------------------------------
+
+    def _state_changed(self) -> bool:
+        """Note the time the first side ended; True once both are done."""
+        state = self.state
+        if state is not StreamState.OPEN and self._half_closed_at is None:
+            self._half_closed_at = time.monotonic()
+        return state is StreamState.CLOSED
+
+    async def _wait_for_space(self) -> None:
+        """Until the app read the buffer below ``stream_buffer_size`` (1.0 servers)."""
+        await self._space.wait()
+
+    def _full(self) -> bool:
+        return not self._space.is_set()
 
     def _feed(self, data: bytes, end_stream: bool) -> None:
         self._buffer += data
         self._bytes_received += len(data)
         if end_stream:
-            self._recv = _Side.FINISHED
+            self._recv = Side.FINISHED
             self._report_if_read_out()
         self._readable.set()
-        if len(self._buffer) > self._session._config.stream_buffer_size:
+        if len(self._buffer) > self._owner.config.stream_buffer_size:
             self._space.clear()
 
     def _peer_reset(self, code: int | None) -> None:
-        self._recv = _Side.RESET
+        self._recv = Side.RESET
         self._reset_code = code
         self._report_if_read_out()
         self._readable.set()
@@ -123,25 +173,26 @@ class _StreamBase:
     def _report_if_read_out(self) -> None:
         """Nothing more will arrive and nothing is left to read: report every byte read,
         rather than keep the last partial batch's credit held until the session ends."""
-        if not self._buffer and self._recv is not _Side.OPEN:
-            self._session._read_from(self, 0, flush=True)
+        if not self._buffer and self._recv is not Side.OPEN:
+            self._owner.consumed(self, 0, flush=True)
 
     def _peer_stopped(self, code: int | None) -> bool:
         self._stop_code = code
-        if self._send is not _Side.OPEN:
+        if self._send is not Side.OPEN:
             return False
-        self._send = _Side.STOPPED
+        self._send = Side.STOPPED
         return True
 
     def _abort(self) -> None:
-        if self._recv is _Side.OPEN:
-            self._recv = _Side.ABORTED
-        if self._send is _Side.OPEN:
-            self._send = _Side.ABORTED
+        if self._recv is Side.OPEN:
+            self._recv = Side.ABORTED
+        if self._send is Side.OPEN:
+            self._send = Side.ABORTED
         self._readable.set()
         self._space.set()
 
-    def _debug(self) -> dict[str, Any]:
+    def debug_info(self) -> dict[str, Any]:
+        """What ``session.debug_state()`` shows of this stream."""
         now = time.monotonic()
         info: dict[str, Any] = {
             "stream_id": self._stream_id,
@@ -169,11 +220,11 @@ class _StreamBase:
         return info
 
     def _session_closed_error(self) -> SessionClosedError:
-        session = self._session
+        owner = self._owner
         return SessionClosedError(
             f"stream {self._stream_id}: the session is closed",
-            code=session.close_code,
-            reason=session.close_reason or "",
+            code=owner.close_code,
+            reason=owner.close_reason or "",
         )
 
 
@@ -190,7 +241,7 @@ class WebTransportReceiveStream(_StreamBase):
             return b""
         if n > 0:
             while not self._buffer:
-                if self._recv is _Side.FINISHED:
+                if self._recv is Side.FINISHED:
                     return b""
                 await self._wait_for_data()
             return self._take(n)
@@ -199,7 +250,7 @@ class WebTransportReceiveStream(_StreamBase):
             while True:
                 if self._buffer:
                     chunks += self._take(len(self._buffer))
-                elif self._recv is _Side.FINISHED:
+                elif self._recv is Side.FINISHED:
                     return bytes(chunks)
                 else:
                     await self._wait_for_data()
@@ -218,7 +269,7 @@ class WebTransportReceiveStream(_StreamBase):
             while len(data) < n:
                 if self._buffer:
                     data += self._take(n - len(data))
-                elif self._recv is _Side.FINISHED:
+                elif self._recv is Side.FINISHED:
                     raise asyncio.IncompleteReadError(bytes(data), n)
                 else:
                     await self._wait_for_data()
@@ -235,7 +286,7 @@ class WebTransportReceiveStream(_StreamBase):
         without it: :class:`asyncio.LimitOverrunError`, and the data stays buffered."""
         if not separator:
             raise ValueError("readuntil() needs a non-empty separator")
-        limit = self._session._config.stream_buffer_size
+        limit = self._owner.config.stream_buffer_size
         start = 0
         while True:
             index = self._buffer.find(separator, start)
@@ -248,36 +299,35 @@ class WebTransportReceiveStream(_StreamBase):
                     len(self._buffer),
                 )
             start = max(0, len(self._buffer) - len(separator) + 1)
-            if self._recv is _Side.FINISHED:
+            if self._recv is Side.FINISHED:
                 partial = self._take(len(self._buffer))
                 raise asyncio.IncompleteReadError(partial, None)
             await self._wait_for_data()
 
     def at_eof(self) -> bool:
         """True once the peer's FIN arrived and everything before it was read."""
-        return self._recv is _Side.FINISHED and not self._buffer
+        return self._recv is Side.FINISHED and not self._buffer
 
     async def stop_sending(self, code: int = 0) -> None:
         """Tell the peer we will read no more (STOP_SENDING) and drop unread data."""
         check_code(code)
-        self._session._read_from(self, len(self._buffer), flush=True)  # dropped: consumed
+        self._owner.consumed(self, len(self._buffer), flush=True)  # dropped: consumed
         self._buffer.clear()
         self._space.set()
         self._readable.set()
         side = self._recv
-        if side is _Side.OPEN:
-            self._recv = _Side.STOPPED
-            await self._session._send_stream_message(
+        if side is Side.OPEN:
+            self._recv = Side.STOPPED
+            await self._owner.send(
                 {
                     "type": "webtransport.stream.stop_sending",
                     "stream": self._stream_id,
                     "code": code,
                 }
             )
-            self._session._stats.stream_errors += 1
-            await self._session._stream_changed(self)
-        elif side is _Side.FINISHED or side is _Side.RESET:
-            self._recv = _Side.STOPPED
+            await self._owner.changed(self, error=True)
+        elif side is Side.FINISHED or side is Side.RESET:
+            self._recv = Side.STOPPED
 
     async def close(self) -> None:
         """Stop reading: STOP_SENDING with code 0 unless the peer already finished."""
@@ -300,34 +350,34 @@ class WebTransportReceiveStream(_StreamBase):
     def _take(self, n: int) -> bytes:
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
-        if len(self._buffer) <= self._session._config.stream_buffer_size:
+        if len(self._buffer) <= self._owner.config.stream_buffer_size:
             self._space.set()
-        self._session._read_from(self, len(data))
+        self._owner.consumed(self, len(data))
         self._report_if_read_out()
         return data
 
     def _restore(self, data: bytearray) -> None:
-        if data and self._recv is not _Side.STOPPED:
+        if data and self._recv is not Side.STOPPED:
             self._buffer[:0] = data
-            self._session._unread(self, len(data))
+            self._owner.unread(self, len(data))
 
     async def _wait_for_data(self) -> None:
         """Wait for more data, or raise if none can come (EOF is the caller's business)."""
         side = self._recv
-        if side is _Side.RESET:
+        if side is Side.RESET:
             raise StreamResetError(self._reset_code, stream_id=self._stream_id)
-        if side is _Side.STOPPED:
+        if side is Side.STOPPED:
             raise StreamClosedError(
                 f"stream {self._stream_id}: stop_sending() was called, nothing more to read",
                 stream_id=self._stream_id,
             )
-        if side is _Side.ABORTED:
+        if side is Side.ABORTED:
             raise self._session_closed_error()
         if self._reading:
             raise RuntimeError(
                 f"stream {self._stream_id}: another coroutine is already waiting for data"
             )
-        self._session._read_from(self, 0, flush=True)  # waiting must not hold credit back
+        self._owner.consumed(self, 0, flush=True)  # waiting must not hold credit back
         self._reading = True
         self._readable.clear()
         try:
@@ -349,12 +399,12 @@ class WebTransportSendStream(_StreamBase):
             raise TypeError(f"stream data must be bytes, not {type(data).__name__}")
         payload = bytes(data)
         if end_stream:
-            self._send = _Side.FINISHED
+            self._send = Side.FINISHED
         self._writes_in_flight += 1
         self._writes_idle.clear()
         started = time.monotonic()
         try:
-            await self._session._send_stream_message(
+            await self._owner.send(
                 {
                     "type": "webtransport.stream.send",
                     "stream": self._stream_id,
@@ -369,35 +419,34 @@ class WebTransportSendStream(_StreamBase):
         waited = time.monotonic() - started
         self._bytes_sent += len(payload)
         self._max_write_wait = max(self._max_write_wait, waited)
-        self._session._record_write(self, len(payload), waited)
+        self._owner.wrote(self, len(payload), waited)
         if end_stream:
-            await self._session._stream_changed(self)
+            await self._owner.changed(self)
 
     async def drain(self) -> None:
         """Wait until writes in flight from other tasks were taken by the server; raise
         if the peer stopped the stream. (``write`` itself already waits for backpressure.)"""
         await self._writes_idle.wait()
-        if self._send is _Side.STOPPED:
+        if self._send is Side.STOPPED:
             raise StreamStoppedError(self._stop_code, stream_id=self._stream_id)
-        if self._send is _Side.ABORTED:
+        if self._send is Side.ABORTED:
             raise self._session_closed_error()
 
     async def reset(self, code: int = 0) -> None:
         """Abandon the sending side (RESET_STREAM); unsent data is discarded. No-op once
         the side is finished, reset or stopped, as for the server."""
         check_code(code)
-        if self._send is not _Side.OPEN:
+        if self._send is not Side.OPEN:
             return
-        self._send = _Side.RESET
-        await self._session._send_stream_message(
+        self._send = Side.RESET
+        await self._owner.send(
             {"type": "webtransport.stream.reset", "stream": self._stream_id, "code": code}
         )
-        self._session._stats.stream_errors += 1
-        await self._session._stream_changed(self)
+        await self._owner.changed(self, error=True)
 
     async def close(self) -> None:
         """Send FIN; no-op if the sending side is already done."""
-        if self._send is _Side.OPEN:
+        if self._send is Side.OPEN:
             await self.write(b"", end_stream=True)
 
     async def abort(self, code: int = 0) -> None:
@@ -407,15 +456,15 @@ class WebTransportSendStream(_StreamBase):
 
     def _check_writable(self) -> None:
         side = self._send
-        if side is _Side.OPEN:
+        if side is Side.OPEN:
             return
-        if side is _Side.STOPPED:
+        if side is Side.STOPPED:
             raise StreamStoppedError(self._stop_code, stream_id=self._stream_id)
-        if side is _Side.ABORTED:
+        if side is Side.ABORTED:
             raise self._session_closed_error()
         raise StreamClosedError(
             f"stream {self._stream_id}: cannot write after "
-            + ("close()" if side is _Side.FINISHED else "reset()"),
+            + ("close()" if side is Side.FINISHED else "reset()"),
             stream_id=self._stream_id,
         )
 

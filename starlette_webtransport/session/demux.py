@@ -1,0 +1,240 @@
+"""Which part of a session each received ASGI message is for: sans-I/O.
+
+:meth:`Demux.receive` turns one message from ``receive()`` into a list of *effects* (data
+for a stream, a new peer stream to admit or refuse, the reply to an open, a reset, a
+datagram, the end...), and never calls back into the session: the session's reader
+applies the effects. So the rules of the contract as a session sees them (what is a
+violation, what is late and ignored) are testable with plain values, like ``protocol/``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..asgi import is_unidirectional
+from .constants import RETIRED_STREAM_MEMORY
+from .state import Side
+
+
+class Sides(Protocol):
+    """What the demultiplexer reads of a known stream."""
+
+    @property
+    def receive_side(self) -> Side | None: ...
+
+    @property
+    def send_side(self) -> Side | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewStream:
+    """A peer stream to admit: make it, queue it for the app, then apply its :class:`Data`."""
+
+    stream_id: int
+    bidirectional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """A peer stream over the session's limits: stop (and reset) it unseen."""
+
+    stream_id: int
+    bidirectional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """Payload (and maybe the FIN) for a stream whose receiving side is open."""
+
+    stream_id: int
+    data: bytes
+    end_stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """The reply to the oldest pending open, matching it."""
+
+    stream_id: int
+    bidirectional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFailed:
+    """A reply that does not match the oldest pending open: that open fails."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReset:
+    stream_id: int
+    code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStopped:
+    stream_id: int
+    code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    code: int
+    reason: str
+    cause: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """The server broke the contract: log and count it, and go on."""
+
+    text: str
+
+
+Effect = (
+    NewStream
+    | Refuse
+    | Data
+    | Opened
+    | OpenFailed
+    | PeerReset
+    | PeerStopped
+    | Datagram
+    | Drain
+    | Disconnect
+    | Violation
+)
+
+
+class Demux:
+    """The received-message rules of one session.
+
+    It remembers the ids of streams that ended or were refused (the last
+    :data:`~.constants.RETIRED_STREAM_MEMORY`), so that late events for them are ignored
+    rather than taken for new peer streams; everything else it is told per message.
+    """
+
+    def __init__(self, *, local_bit: int, memory: int = RETIRED_STREAM_MEMORY) -> None:
+        self.local_bit = local_bit
+        """Bit 0 of the stream ids this end opens (1 for a server)."""
+        self._memory = memory
+        self._retired: OrderedDict[int, None] = OrderedDict()
+
+    def retire(self, stream_id: int) -> None:
+        """The stream is over for the session; later events for it are late."""
+        self._retired[stream_id] = None
+        if len(self._retired) > self._memory:
+            self._retired.popitem(last=False)
+
+    def is_local(self, stream_id: int) -> bool:
+        return stream_id & 0x1 == self.local_bit
+
+    def receive(
+        self,
+        message: Mapping[str, Any],
+        *,
+        streams: Mapping[int, Sides],
+        admit: bool,
+        oldest_open: bool | None,
+    ) -> list[Effect]:
+        """The effects of ``message``. ``streams``: the session's live streams; ``admit``:
+        whether a new peer stream fits the session's limits; ``oldest_open``: the kind
+        (bidirectional?) of the oldest pending open, ``None`` if there is none."""
+        kind = message.get("type")
+        if kind == "webtransport.stream.receive":
+            return self._data(
+                message["stream"],
+                message.get("data", b""),
+                message.get("end_stream", False),
+                streams,
+                admit,
+            )
+        if kind == "webtransport.datagram.receive":
+            return [Datagram(message["data"])]
+        if kind == "webtransport.stream.opened":
+            return self._opened(message["stream"], message["bidirectional"], oldest_open)
+        if kind == "webtransport.stream.reset":
+            return self._reset(message["stream"], message.get("code"), streams)
+        if kind == "webtransport.stream.stop_sending":
+            return self._stop(message["stream"], message.get("code"), streams)
+        if kind == "webtransport.drain":
+            return [Drain()]
+        if kind == "webtransport.disconnect":
+            return [
+                Disconnect(message.get("code", 0), message.get("reason", ""), message.get("cause"))
+            ]
+        return [Violation(f"unexpected ASGI message {kind!r}")]
+
+    def _data(
+        self, stream_id: int, data: bytes, end: bool, streams: Mapping[int, Sides], admit: bool
+    ) -> list[Effect]:
+        stream = streams.get(stream_id)
+        if stream is None:
+            if stream_id in self._retired:
+                return []  # in flight when the stream ended or was refused
+            if self.is_local(stream_id):
+                return [Violation(f"data for stream {stream_id}, which we never opened")]
+            bidirectional = not is_unidirectional(stream_id)
+            if not admit:
+                self.retire(stream_id)
+                return [Refuse(stream_id, bidirectional)]
+            return [NewStream(stream_id, bidirectional), Data(stream_id, data, end)]
+        side = stream.receive_side
+        if side is None:
+            return [Violation(f"data for our send-only stream {stream_id}")]
+        if side is Side.STOPPED:
+            return []  # we sent STOP_SENDING; late data is discarded
+        if side is not Side.OPEN:
+            return [Violation(f"data for stream {stream_id} after its {side.value}")]
+        return [Data(stream_id, data, end)]
+
+    def _opened(self, stream_id: int, bidirectional: bool, oldest: bool | None) -> list[Effect]:
+        if oldest is None:
+            return [Violation(f"stream.opened for stream {stream_id} without a pending open")]
+        if (
+            oldest != bidirectional
+            or is_unidirectional(stream_id) == bidirectional
+            or not self.is_local(stream_id)
+        ):
+            return [
+                Violation(
+                    f"stream.opened reply (stream {stream_id}, bidirectional={bidirectional}) "
+                    f"does not match the oldest open (bidirectional={oldest})"
+                ),
+                OpenFailed(stream_id),
+            ]
+        return [Opened(stream_id, bidirectional)]
+
+    def _reset(
+        self, stream_id: int, code: int | None, streams: Mapping[int, Sides]
+    ) -> list[Effect]:
+        stream = streams.get(stream_id)
+        if stream is None:
+            return []  # ended, refused, or reset before it was announced: nothing to tell
+        if stream.receive_side is None:
+            return [Violation(f"reset of our send-only stream {stream_id}")]
+        if stream.receive_side is not Side.OPEN:
+            return []  # e.g. the peer's answer to our STOP_SENDING
+        return [PeerReset(stream_id, code)]
+
+    def _stop(self, stream_id: int, code: int | None, streams: Mapping[int, Sides]) -> list[Effect]:
+        stream = streams.get(stream_id)
+        if stream is None:
+            return []
+        if stream.send_side is None:
+            return [Violation(f"STOP_SENDING for stream {stream_id}, which we cannot write")]
+        return [PeerStopped(stream_id, code)]
