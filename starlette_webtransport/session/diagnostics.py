@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -105,6 +105,17 @@ class Observed(Protocol):
     async def wait_closed(self) -> None: ...
 
 
+class Streams(Protocol):
+    """The session's streams, as the reports read them."""
+
+    @property
+    def streams(self) -> Mapping[int, _StreamBase]: ...
+    @property
+    def incoming(self) -> Sequence[_StreamBase]: ...
+    @property
+    def pending(self) -> Sequence[PendingOpen]: ...
+
+
 class Diagnostics:
     """The counters of one session and the reports on them."""
 
@@ -113,17 +124,12 @@ class Diagnostics:
         session: Observed,
         *,
         draft: str | None,
-        streams: Mapping[int, _StreamBase],
-        incoming: Iterable[_StreamBase],
-        pending: Iterable[PendingOpen],
         reader_running: Callable[[], bool],
         emit_health: Callable[[list[str]], Awaitable[None]],
     ) -> None:
         self._session = session
         self._draft = draft
-        self._streams = streams
-        self._incoming = incoming
-        self._pending = pending
+        self._of: Streams | None = None
         self._reader_running = reader_running
         self._emit_health = emit_health
         self.stats = SessionStats(session_id=session.session_id, created_at=time.time())
@@ -139,6 +145,22 @@ class Diagnostics:
         self._protocol_error_log: list[str] = []
         self._paused_on: _StreamBase | None = None
         self._paused_since: float | None = None
+
+    def watch(self, streams: Streams) -> None:
+        """The streams to report on (they count into this object, so they come after it)."""
+        self._of = streams
+
+    @property
+    def _streams(self) -> Mapping[int, _StreamBase]:
+        return {} if self._of is None else self._of.streams
+
+    @property
+    def _incoming(self) -> Sequence[_StreamBase]:
+        return () if self._of is None else self._of.incoming
+
+    @property
+    def _pending(self) -> Sequence[PendingOpen]:
+        return () if self._of is None else self._of.pending
 
     # --- counting ---------------------------------------------------------------------
 
@@ -176,8 +198,8 @@ class Diagnostics:
             "datagrams_dropped": datagrams.dropped,
             "slow_writes": self._slow_writes,
             "max_write_wait": self._max_write_wait,
-            "pending_opens": len(list(self._pending)),
-            "incoming_queued": len(list(self._incoming)),
+            "pending_opens": len(self._pending),
+            "incoming_queued": len(self._incoming),
         }
 
     def summary(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ the reader applies that to a stream, a pending open, the datagram queue or the s
 itself. Everything the app sends is a plain ``await send(...)``, so backpressure is the
 server's and is never hidden behind a local buffer. The scope's facts are
 :class:`~.scope.ScopeView`'s, the counters and reports :mod:`.diagnostics`', and streams
-and datagrams see the session only through :class:`_Owner` (their ``*Owner`` protocols).
+and datagrams see the session only through :class:`_Host` (and :mod:`.streamset`).
 
 With a server of spec 1.1 (``extensions.webtransport.consumed``) the receive credit of a
 stream goes back as the app reads that stream (:mod:`.credit`), so the reader never stops
@@ -23,23 +23,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ..asgi import Message, Receive, Scope, Send, is_unidirectional
+from ..asgi import Message, Receive, Scope, Send
 from . import constants
 from . import demux as fx
 from .config import SessionConfig
-from .credit import ConsumedCounts
 from .datagram import WebTransportDatagramTransport
 from .diagnostics import Diagnostics, SessionStats
 from .events import Event, EventEmitter, EventType
 from .exceptions import (
-    ProtocolError,
     SessionClosedError,
-    StreamLimitError,
     WebTransportTimeoutError,
 )
 from .scope import ASGIChannel, ConnectionInfo, ScopeView, _negotiated_protocol
@@ -49,9 +44,9 @@ from .stream import (
     WebTransportReceiveStream,
     WebTransportSendStream,
     WebTransportStream,
-    _StreamBase,
     check_code,
 )
+from .streamset import StreamSet
 
 if TYPE_CHECKING:
     from ..structured import Schema, Serializer, StructuredDatagramTransport, StructuredStream
@@ -63,13 +58,6 @@ T = TypeVar("T")
 logger = logging.getLogger("starlette_webtransport.session")
 
 _OPEN_STATES = (SessionState.CONNECTED, SessionState.DRAINING)
-
-
-@dataclass(eq=False, slots=True)
-class _PendingOpen:
-    bidirectional: bool
-    future: asyncio.Future[WebTransportSendStream]
-    created_at: float = field(default_factory=time.monotonic)
 
 
 class WebTransportSession(ScopeView, EventEmitter):
@@ -96,14 +84,9 @@ class WebTransportSession(ScopeView, EventEmitter):
         self._state = SessionState.CONNECTING
         self._connect_received = False
         self._protocol = None if self._role == "server" else _negotiated_protocol(scope)
-        self._streams: dict[int, _StreamBase] = {}
-        self._incoming: deque[StreamType] = deque()
-        self._incoming_changed = asyncio.Event()
-        self._pending: deque[_PendingOpen] = deque()
-        self._owner = _Owner(self)
-        self._demux = fx.Demux(local_bit=1 if self._role == "server" else 0)
+        self._host = _Host(self)
         self._datagrams = WebTransportDatagramTransport(
-            self._owner, max_datagram_size=int(extension["max_datagram_size"])
+            self._host, max_datagram_size=int(extension["max_datagram_size"])
         )
         self._reader: asyncio.Task[None] | None = None
         self._ready_event = asyncio.Event()
@@ -112,22 +95,21 @@ class WebTransportSession(ScopeView, EventEmitter):
         self._close_reason: str | None = None
         self._close_cause: str | None = None
         self._closed_by: str | None = None
-        self._background: set[asyncio.Task[None]] = set()
-        self._consumed_mode = bool(extension.get("consumed", False))
-        """The server returns receive credit on ``webtransport.stream.consumed`` (1.1)."""
-        self._consumed = ConsumedCounts(constants.CONSUMED_REPORT_BYTES)
-        self._consumed_due = asyncio.Event()
         self._reporter: asyncio.Task[None] | None = None
         self._diagnostics = Diagnostics(
             self,
             draft=extension.get("draft"),
-            streams=self._streams,
-            incoming=self._incoming,
-            pending=self._pending,
             reader_running=lambda: self._reader is not None and not self._reader.done(),
             emit_health=lambda issues: self._emit(EventType.SESSION_HEALTH, issues=issues),
         )
         self._stats = self._diagnostics.stats
+        self._streams = StreamSet(
+            self._host,
+            self._diagnostics,
+            local_bit=1 if self._role == "server" else 0,
+            consumed_mode=bool(extension.get("consumed", False)),
+        )
+        self._diagnostics.watch(self._streams)
 
     def __repr__(self) -> str:
         state = self._state.value
@@ -302,7 +284,7 @@ class WebTransportSession(ScopeView, EventEmitter):
         *,
         timeout: float | None = None,
     ) -> WebTransportStream:
-        stream = await self._open_stream(bidirectional=True, open_timeout=timeout)
+        stream = await self._streams.open(bidirectional=True, timeout=timeout)
         assert isinstance(stream, WebTransportStream)
         return stream
 
@@ -311,7 +293,7 @@ class WebTransportSession(ScopeView, EventEmitter):
         *,
         timeout: float | None = None,
     ) -> WebTransportSendStream:
-        return await self._open_stream(bidirectional=False, open_timeout=timeout)
+        return await self._streams.open(bidirectional=False, timeout=timeout)
 
     @overload
     async def create_structured_stream(
@@ -380,7 +362,7 @@ class WebTransportSession(ScopeView, EventEmitter):
         anything" needs no loop over both kinds. Raises :class:`SessionClosedError` once
         the session is closed with none waiting, :class:`WebTransportTimeoutError` after
         ``timeout`` seconds."""
-        stream = await self._next_incoming(bidirectional=True, timeout=timeout)
+        stream = await self._streams.next_incoming(bidirectional=True, timeout=timeout)
         assert isinstance(stream, WebTransportStream)
         return stream
 
@@ -389,41 +371,17 @@ class WebTransportSession(ScopeView, EventEmitter):
     ) -> WebTransportReceiveStream:
         """The next unidirectional stream the peer opens; as
         :meth:`accept_bidirectional_stream`, for the other kind."""
-        stream = await self._next_incoming(bidirectional=False, timeout=timeout)
+        stream = await self._streams.next_incoming(bidirectional=False, timeout=timeout)
         assert not isinstance(stream, WebTransportStream)
         return stream
-
-    async def _next_incoming(self, *, bidirectional: bool, timeout: float | None) -> StreamType:
-        kind = "bidirectional" if bidirectional else "unidirectional"
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    for stream in self._incoming:
-                        if is_unidirectional(stream.stream_id) != bidirectional:
-                            self._incoming.remove(stream)
-                            return stream
-                    if self._state is SessionState.CLOSED:
-                        raise self._closed_error()
-                    self._incoming_changed.clear()
-                    await self._incoming_changed.wait()
-        except TimeoutError:
-            raise WebTransportTimeoutError(
-                f"no {kind} stream from the peer of session {self.session_id} within {timeout} s"
-            ) from None
 
     async def incoming_streams(self) -> AsyncIterator[StreamType]:
         """Streams the peer opens, in arrival order, until the session closes.
 
         Bidirectional ones are :class:`WebTransportStream`, unidirectional ones
         :class:`WebTransportReceiveStream`."""
-        while True:
-            if self._incoming:
-                yield self._incoming.popleft()
-            elif self._state is SessionState.CLOSED:
-                return
-            else:
-                self._incoming_changed.clear()
-                await self._incoming_changed.wait()
+        async for stream in self._streams.all_incoming():
+            yield stream
 
     # --- diagnostics (:mod:`.diagnostics`) ----------------------------------------------
 
@@ -470,13 +428,14 @@ class WebTransportSession(ScopeView, EventEmitter):
         self._connect_received = True
 
     async def _start(self) -> None:
-        if self._consumed_mode:
+        if self._streams.consumed_mode:
             # Before the reader takes anything: from now on, reads return credit. If the
             # session is already over, the reader gets its disconnect.
             with contextlib.suppress(OSError):
                 await self._send({"type": "webtransport.credit", "returned_on": "consumed"})
             self._reporter = asyncio.create_task(
-                self._report_loop(), name=f"webtransport-session-{self.session_id}-credit"
+                self._streams.report_consumed(),
+                name=f"webtransport-session-{self.session_id}-credit",
             )
         self._state = SessionState.CONNECTED
         self._stats.ready_at = time.time()
@@ -511,20 +470,10 @@ class WebTransportSession(ScopeView, EventEmitter):
         self._stats.closed_at = time.time()
         if self._reporter is not None:
             self._reporter.cancel()  # the server returns all credit of an ended session
-        self._consumed.clear()
-        for pending in self._pending:
-            if not pending.future.done():
-                pending.future.set_exception(self._closed_error())
-        self._pending.clear()
-        streams = list(self._streams.values())
-        for stream in streams:
-            stream._abort()
         self._closed_event.set()
         self._ready_event.set()
-        self._incoming_changed.set()
         self._datagrams._wake()
-        for stream in streams:
-            await self._stream_changed(stream)
+        await self._streams.end()
         await self._emit(EventType.SESSION_CLOSED, code=code, reason=reason, by=by)
 
     def _closed_error(self) -> SessionClosedError:
@@ -558,104 +507,12 @@ class WebTransportSession(ScopeView, EventEmitter):
         if self._has_handlers(event_type):
             await self._dispatch(Event(event_type, self, data))
 
-    # --- internals: streams ----------------------------------------------------------------
-
-    async def _open_stream(
-        self, *, bidirectional: bool, open_timeout: float | None
-    ) -> WebTransportSendStream:
-        self._check_open()
-        if len(self._streams) + len(self._pending) >= self._config.max_streams:
-            raise StreamLimitError(
-                f"session {self.session_id} has {len(self._streams)} open streams and "
-                f"{len(self._pending)} pending opens; max_streams is {self._config.max_streams}"
-            )
-        timeout = self._config.stream_open_timeout if open_timeout is None else open_timeout
-        pending = _PendingOpen(bidirectional, asyncio.get_running_loop().create_future())
-        # Queued before sending: the reply may be processed before send() returns.
-        self._pending.append(pending)
-        try:
-            await self._send_stream_message(
-                {"type": "webtransport.stream.open", "bidirectional": bidirectional}
-            )
-        except BaseException:
-            if pending in self._pending:
-                self._pending.remove(pending)
-            raise
-        future = pending.future
-        try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                return future.result()  # the reply raced the timeout: the open succeeded
-            future.cancel()  # the reader resets the stream when the reply comes
-            raise WebTransportTimeoutError(
-                f"the server did not open a stream within {timeout} s "
-                "(the peer's stream limit may be reached)"
-            ) from None
-        except asyncio.CancelledError:
-            if not future.done():
-                future.cancel()
-            elif not future.cancelled() and future.exception() is None:
-                self._spawn(self._abandon_stream(future.result()))
-            raise
-
-    def _spawn(self, coroutine: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _abandon_stream(self, stream: WebTransportSendStream) -> None:
-        self._diagnostics.streams_abandoned += 1
-        with contextlib.suppress(SessionClosedError):
-            await stream.abort(constants.STREAM_ABANDONED_CODE)
-
-    def _register(self, stream: _StreamBase) -> None:
-        self._streams[stream.stream_id] = stream
-        self._stats.streams_created += 1
-        if is_unidirectional(stream.stream_id):
-            self._stats.unidirectional_streams += 1
-        else:
-            self._stats.bidirectional_streams += 1
-
-    async def _stream_changed(self, stream: _StreamBase) -> None:
-        if stream._state_changed() and self._streams.pop(stream.stream_id, None) is not None:
-            self._demux.retire(stream.stream_id)
-            self._stats.streams_closed += 1
-            await self._emit(EventType.STREAM_CLOSED, stream=stream)
-
-    # --- internals: receive credit (spec 1.1) -----------------------------------------------
-
-    async def _report_loop(self) -> None:
-        """Send the due ``webtransport.stream.consumed`` reports. A task of its own, so
-        that reads never wait on ``send`` and a cancelled read loses nothing."""
-        while True:
-            await self._consumed_due.wait()
-            self._consumed_due.clear()
-            for stream_id, size in self._consumed.due():
-                try:
-                    await self._send(
-                        {"type": "webtransport.stream.consumed", "stream": stream_id, "bytes": size}
-                    )
-                except OSError:
-                    return  # the session is over: the server returned everything itself
-
     # --- internals: the reader -----------------------------------------------------------
 
     async def _read_loop(self) -> None:
         try:
             while self._state is not SessionState.CLOSED:
-                message = await self._receive()
-                oldest = self._pending[0].bidirectional if self._pending else None
-                config = self._config
-                admit = (
-                    len(self._streams) + len(self._pending) < config.max_streams
-                    and len(self._incoming) < config.max_incoming_streams
-                )
-                effects = self._demux.receive(
-                    message, streams=self._streams, admit=admit, oldest_open=oldest
-                )
-                for effect in effects:
+                for effect in self._streams.receive(await self._receive()):
                     await self._apply(effect)
         except asyncio.CancelledError:
             raise
@@ -665,122 +522,28 @@ class WebTransportSession(ScopeView, EventEmitter):
 
     async def _apply(self, effect: fx.Effect) -> None:
         """Do what :class:`~.demux.Demux` found a received message means."""
-        if isinstance(effect, fx.Data):
-            await self._on_data(self._streams[effect.stream_id], effect.data, effect.end_stream)
-        elif isinstance(effect, fx.NewStream):
-            await self._new_peer_stream(effect.stream_id, effect.bidirectional)
-        elif isinstance(effect, fx.Datagram):
-            await self._on_datagram(effect.data)
-        elif isinstance(effect, fx.Opened):
-            await self._on_opened(effect.stream_id, effect.bidirectional)
-        elif isinstance(effect, fx.OpenFailed):
-            future = self._pending.popleft().future
-            if not future.done():
-                message = f"the server answered the stream open with stream {effect.stream_id}"
-                future.set_exception(ProtocolError(message))
-        elif isinstance(effect, fx.PeerReset):
-            stream = self._streams[effect.stream_id]
-            stream._peer_reset(effect.code)
-            self._stats.stream_errors += 1
-            await self._emit(EventType.STREAM_RESET, stream=stream, code=effect.code)
-            await self._stream_changed(stream)
-        elif isinstance(effect, fx.PeerStopped):
-            stream = self._streams[effect.stream_id]
-            if stream._peer_stopped(effect.code):
-                self._stats.stream_errors += 1
-                await self._emit(EventType.STREAM_STOPPED, stream=stream, code=effect.code)
-                await self._stream_changed(stream)
-        elif isinstance(effect, fx.Refuse):
-            await self._refuse(effect.stream_id, effect.bidirectional)
+        if isinstance(effect, fx.Datagram):
+            self._stats.datagrams_received += 1
+            self._diagnostics.datagram_bytes_received += len(effect.data)
+            dropped = self._datagrams._deliver(effect.data)
+            await self._emit(EventType.DATAGRAM_RECEIVED, size=len(effect.data))
+            if dropped is not None:
+                await self._emit(EventType.DATAGRAM_DROPPED, size=len(dropped))
         elif isinstance(effect, fx.Drain):
             if self._state is SessionState.CONNECTED:
                 self._state = SessionState.DRAINING
                 await self._emit(EventType.SESSION_DRAINING)
         elif isinstance(effect, fx.Disconnect):
             await self._finish(effect.code, effect.reason, by="peer", cause=effect.cause)
-        else:
+        elif isinstance(effect, fx.Violation):
             self._diagnostics.record_protocol_error(effect.text)
-
-    async def _on_data(self, stream: _StreamBase, data: bytes, end_stream: bool) -> None:
-        stream._feed(data, end_stream)
-        self._diagnostics.bytes_received += len(data)
-        if end_stream:
-            await self._stream_changed(stream)
-        if not self._consumed_mode and stream._full():
-            # The memory bound of a 1.0 server, whose credit follows this reader: pull
-            # nothing more until the app reads this stream.
-            self._diagnostics.record_pause(stream)
-            try:
-                await stream._wait_for_space()
-            finally:
-                self._diagnostics.record_pause(None)
-
-    async def _new_peer_stream(self, stream_id: int, bidirectional: bool) -> None:
-        stream: WebTransportStream | WebTransportReceiveStream
-        if bidirectional:
-            stream = WebTransportStream(self._owner, stream_id)
         else:
-            stream = WebTransportReceiveStream(self._owner, stream_id)
-        self._register(stream)
-        self._incoming.append(stream)
-        self._incoming_changed.set()
-        await self._emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
-
-    async def _refuse(self, stream_id: int, bidirectional: bool) -> None:
-        self._diagnostics.streams_refused += 1
-        code = constants.STREAM_REFUSED_CODE
-        try:
-            await self._send(
-                {"type": "webtransport.stream.stop_sending", "stream": stream_id, "code": code}
-            )
-            if bidirectional:
-                await self._send(
-                    {"type": "webtransport.stream.reset", "stream": stream_id, "code": code}
-                )
-        except OSError:
-            return
-        await self._emit(EventType.STREAM_REFUSED, stream_id=stream_id)
-
-    async def _on_opened(self, stream_id: int, bidirectional: bool) -> None:
-        pending = self._pending.popleft()
-        if pending.future.done():  # the create_*_stream() call gave up
-            self._demux.retire(stream_id)
-            self._diagnostics.streams_abandoned += 1
-            code = constants.STREAM_ABANDONED_CODE
-            with contextlib.suppress(OSError):
-                await self._send(
-                    {"type": "webtransport.stream.reset", "stream": stream_id, "code": code}
-                )
-                if bidirectional:
-                    await self._send(
-                        {
-                            "type": "webtransport.stream.stop_sending",
-                            "stream": stream_id,
-                            "code": code,
-                        }
-                    )
-            return
-        stream = (
-            WebTransportStream(self._owner, stream_id)
-            if bidirectional
-            else WebTransportSendStream(self._owner, stream_id)
-        )
-        self._register(stream)
-        pending.future.set_result(stream)
-        await self._emit(EventType.STREAM_OPENED, stream=stream, initiator="local")
-
-    async def _on_datagram(self, data: bytes) -> None:
-        self._stats.datagrams_received += 1
-        self._diagnostics.datagram_bytes_received += len(data)
-        dropped = self._datagrams._deliver(data)
-        await self._emit(EventType.DATAGRAM_RECEIVED, size=len(data))
-        if dropped is not None:
-            await self._emit(EventType.DATAGRAM_DROPPED, size=len(dropped))
+            await self._streams.apply(effect)
 
 
-class _Owner:
-    """What the session's streams and datagram transport see of it (``StreamOwner``,
-    ``DatagramOwner``): a few calls, and nothing else of the session."""
+class _Host:
+    """What the session's streams (:class:`~.streamset.Host`) and datagram transport
+    (:class:`~.datagram.DatagramOwner`) see of it: a few calls, nothing else."""
 
     __slots__ = ("_session",)
 
@@ -789,47 +552,39 @@ class _Owner:
 
     @property
     def config(self) -> SessionConfig:
-        return self._session._config
+        return self._session.config
 
     @property
     def close_code(self) -> int | None:
-        return self._session._close_code
+        return self._session.close_code
 
     @property
     def close_reason(self) -> str | None:
-        return self._session._close_reason
+        return self._session.close_reason
+
+    @property
+    def session_id(self) -> str:
+        return self._session.session_id
 
     @property
     def is_closed(self) -> bool:
         return self._session.is_closed
 
+    def check_open(self) -> None:
+        self._session._check_open()
+
+    def closed_error(self) -> SessionClosedError:
+        return self._session._closed_error()
+
     async def send(self, message: Message) -> None:
         await self._session._send_stream_message(message)
 
-    async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:
-        if error:
-            self._session._stats.stream_errors += 1
-        await self._session._stream_changed(stream)
+    async def send_raw(self, message: Message) -> None:
+        await self._session._send(message)
 
-    def wrote(self, stream: _StreamBase, size: int, waited: float) -> None:
-        self._session._diagnostics.record_write(stream.stream_id, size, waited)
-
-    def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
-        session = self._session
-        if not session._consumed_mode:
-            return
-        counts = session._consumed
-        due = counts.taken(stream.stream_id, size) if size else False
-        if (flush and counts.flush(stream.stream_id)) or due:
-            session._consumed_due.set()
-
-    def unread(self, stream: _StreamBase, size: int) -> None:
-        if self._session._consumed_mode:
-            self._session._consumed.restored(stream.stream_id, size)
+    async def emit(self, event_type: EventType, **data: Any) -> None:
+        await self._session._emit(event_type, **data)
 
     def datagram_sent(self, size: int) -> None:
         self._session._stats.datagrams_sent += 1
         self._session._diagnostics.datagram_bytes_sent += size
-
-    def closed_error(self) -> SessionClosedError:
-        return self._session._closed_error()

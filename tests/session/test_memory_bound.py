@@ -39,7 +39,7 @@ async def test_reader_pauses_on_a_full_stream_until_it_is_read() -> None:
     assert state["streams"][0]["buffered"] == 12
     assert server.events.qsize() == 4
     assert session.datagrams.queued == 0
-    stream = session._incoming[0]
+    stream = await session.accept_bidirectional_stream(timeout=1)
     assert await stream.read(3) == b"xxx"  # 9 left: under the limit, the reader resumes
     await settle()
     assert (await session.debug_state())["streams"][0]["buffered"] == 15
@@ -68,7 +68,7 @@ async def test_stop_sending_releases_a_paused_reader() -> None:
     server.push({"type": "webtransport.datagram.receive", "data": b"d"})
     await settle()
     assert session.datagrams.queued == 0
-    await session._incoming[0].stop_sending(1)
+    await (await session.accept_bidirectional_stream(timeout=1)).stop_sending(1)
     await settle()
     assert session.datagrams.queued == 1
     await session.close()
@@ -86,7 +86,7 @@ async def test_close_releases_a_paused_reader() -> None:
     )
     await settle()
     await asyncio.wait_for(session.close(), 1)
-    assert session._reader is not None and session._reader.done()
+    assert not (await session.debug_state())["reader"]["running"]
 
 
 async def test_writes_wait_for_the_peer_to_read(monkeypatch: Any) -> None:

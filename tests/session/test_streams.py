@@ -291,7 +291,7 @@ async def test_stop_sending_discards_and_ignores_late_data() -> None:
     await settle()
     stats = await session.get_session_stats()
     assert stats["streams_created"] == 1 and stats["protocol_errors"] == 0
-    assert list(session._incoming) == []
+    assert (await session.debug_state())["incoming_queue"]["queued"] == []
     await session.close()
 
 
@@ -441,5 +441,5 @@ async def test_peer_streams_beyond_the_limits_are_refused() -> None:
     stats = await session.get_session_stats()
     assert refused == [4, 6, 12]
     assert stats["streams_refused"] == 3
-    assert [s.stream_id for s in session._incoming] == [2, 8]
+    assert (await session.debug_state())["incoming_queue"]["queued"] == [2, 8]
     await session.close()

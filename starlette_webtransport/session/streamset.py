@@ -1,0 +1,364 @@
+"""The streams of one session: opening, admitting, feeding, and their receive credit.
+
+:class:`StreamSet` is what the session's streams see of it (it is their
+:class:`~.stream.StreamOwner`), and it sees the session only through :class:`Host`. The
+session's reader hands it the stream effects of each received message
+(:mod:`.demux`); the public stream calls of the session (``create_*_stream()``,
+``accept_*_stream()``, ``incoming_streams()``) are delegations to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..asgi import is_unidirectional
+from . import constants
+from . import demux as fx
+from .credit import ConsumedCounts
+from .events import EventType
+from .exceptions import (
+    ProtocolError,
+    SessionClosedError,
+    StreamLimitError,
+    WebTransportTimeoutError,
+)
+from .stream import (
+    StreamType,
+    WebTransportReceiveStream,
+    WebTransportSendStream,
+    WebTransportStream,
+    _StreamBase,
+)
+
+if TYPE_CHECKING:
+    from ..asgi import Message
+    from .config import SessionConfig
+    from .diagnostics import Diagnostics
+
+
+class Host(Protocol):
+    """What the streams need of their session."""
+
+    @property
+    def config(self) -> SessionConfig: ...
+    @property
+    def close_code(self) -> int | None: ...
+    @property
+    def close_reason(self) -> str | None: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def is_closed(self) -> bool: ...
+
+    def check_open(self) -> None:
+        """Raise unless the session is CONNECTED or DRAINING."""
+
+    def closed_error(self) -> SessionClosedError: ...
+
+    async def send(self, message: Message) -> None:
+        """A post-accept message; :class:`SessionClosedError` once the session is over."""
+
+    async def send_raw(self, message: Message) -> None:
+        """The same without the session's checks; the server's ``OSError`` passes."""
+
+    async def emit(self, event_type: EventType, **data: Any) -> None: ...
+
+
+@dataclass(eq=False, slots=True)
+class PendingOpen:
+    bidirectional: bool
+    future: asyncio.Future[WebTransportSendStream]
+    created_at: float = field(default_factory=time.monotonic)
+
+
+class StreamSet:
+    """Live streams, peer streams waiting for the app, opens waiting for the server."""
+
+    def __init__(
+        self, host: Host, diagnostics: Diagnostics, *, local_bit: int, consumed_mode: bool
+    ) -> None:
+        self._host = host
+        self._diagnostics = diagnostics
+        self.streams: dict[int, _StreamBase] = {}
+        self.incoming: deque[StreamType] = deque()
+        self.pending: deque[PendingOpen] = deque()
+        self.demux = fx.Demux(local_bit=local_bit)
+        self._incoming_changed = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        self.consumed_mode = consumed_mode
+        """The server returns receive credit on ``webtransport.stream.consumed`` (1.1)."""
+        self._consumed = ConsumedCounts(constants.CONSUMED_REPORT_BYTES)
+        self._consumed_due = asyncio.Event()
+
+    # --- what the reader asks ----------------------------------------------------------
+
+    def receive(self, message: Mapping[str, Any]) -> list[fx.Effect]:
+        """The effects of a received message (:class:`~.demux.Demux`)."""
+        config = self._host.config
+        admit = (
+            len(self.streams) + len(self.pending) < config.max_streams
+            and len(self.incoming) < config.max_incoming_streams
+        )
+        oldest = self.pending[0].bidirectional if self.pending else None
+        return self.demux.receive(message, streams=self.streams, admit=admit, oldest_open=oldest)
+
+    async def apply(self, effect: fx.Effect) -> None:
+        """Apply a stream effect (the session applies the others)."""
+        if isinstance(effect, fx.Data):
+            await self._on_data(self.streams[effect.stream_id], effect.data, effect.end_stream)
+        elif isinstance(effect, fx.NewStream):
+            await self._new_peer_stream(effect.stream_id, effect.bidirectional)
+        elif isinstance(effect, fx.Opened):
+            await self._on_opened(effect.stream_id, effect.bidirectional)
+        elif isinstance(effect, fx.OpenFailed):
+            future = self.pending.popleft().future
+            if not future.done():
+                message = f"the server answered the stream open with stream {effect.stream_id}"
+                future.set_exception(ProtocolError(message))
+        elif isinstance(effect, fx.PeerReset):
+            stream = self.streams[effect.stream_id]
+            stream._peer_reset(effect.code)
+            self._diagnostics.stats.stream_errors += 1
+            await self._host.emit(EventType.STREAM_RESET, stream=stream, code=effect.code)
+            await self.changed(stream)
+        elif isinstance(effect, fx.PeerStopped):
+            stream = self.streams[effect.stream_id]
+            if stream._peer_stopped(effect.code):
+                self._diagnostics.stats.stream_errors += 1
+                await self._host.emit(EventType.STREAM_STOPPED, stream=stream, code=effect.code)
+                await self.changed(stream)
+        elif isinstance(effect, fx.Refuse):
+            await self._refuse(effect.stream_id, effect.bidirectional)
+
+    async def end(self) -> None:
+        """The session ended: opens fail, streams abort, waiters wake."""
+        self._consumed.clear()  # the server returns all credit of an ended session
+        for pending in self.pending:
+            if not pending.future.done():
+                pending.future.set_exception(self._host.closed_error())
+        self.pending.clear()
+        streams = list(self.streams.values())
+        for stream in streams:
+            stream._abort()
+        self._incoming_changed.set()
+        for stream in streams:
+            await self.changed(stream)
+
+    # --- what the app asks, through the session ----------------------------------------
+
+    async def open(self, *, bidirectional: bool, timeout: float | None) -> WebTransportSendStream:
+        host = self._host
+        host.check_open()
+        config = host.config
+        if len(self.streams) + len(self.pending) >= config.max_streams:
+            raise StreamLimitError(
+                f"session {host.session_id} has {len(self.streams)} open streams and "
+                f"{len(self.pending)} pending opens; max_streams is {config.max_streams}"
+            )
+        timeout = config.stream_open_timeout if timeout is None else timeout
+        pending = PendingOpen(bidirectional, asyncio.get_running_loop().create_future())
+        # Queued before sending: the reply may be processed before send() returns.
+        self.pending.append(pending)
+        try:
+            await host.send({"type": "webtransport.stream.open", "bidirectional": bidirectional})
+        except BaseException:
+            if pending in self.pending:
+                self.pending.remove(pending)
+            raise
+        future = pending.future
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                return future.result()  # the reply raced the timeout: the open succeeded
+            future.cancel()  # the reader resets the stream when the reply comes
+            raise WebTransportTimeoutError(
+                f"the server did not open a stream within {timeout} s "
+                "(the peer's stream limit may be reached)"
+            ) from None
+        except asyncio.CancelledError:
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled() and future.exception() is None:
+                self._spawn(self._abandon(future.result()))
+            raise
+
+    async def next_incoming(self, *, bidirectional: bool, timeout: float | None) -> StreamType:
+        kind = "bidirectional" if bidirectional else "unidirectional"
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for stream in self.incoming:
+                        if is_unidirectional(stream.stream_id) != bidirectional:
+                            self.incoming.remove(stream)
+                            return stream
+                    if self._host.is_closed:
+                        raise self._host.closed_error()
+                    self._incoming_changed.clear()
+                    await self._incoming_changed.wait()
+        except TimeoutError:
+            raise WebTransportTimeoutError(
+                f"no {kind} stream from the peer of session {self._host.session_id} "
+                f"within {timeout} s"
+            ) from None
+
+    async def all_incoming(self) -> AsyncIterator[StreamType]:
+        while True:
+            if self.incoming:
+                yield self.incoming.popleft()
+            elif self._host.is_closed:
+                return
+            else:
+                self._incoming_changed.clear()
+                await self._incoming_changed.wait()
+
+    # --- StreamOwner: what the streams see ---------------------------------------------
+
+    @property
+    def config(self) -> SessionConfig:
+        return self._host.config
+
+    @property
+    def close_code(self) -> int | None:
+        return self._host.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._host.close_reason
+
+    async def send(self, message: Message) -> None:
+        await self._host.send(message)
+
+    async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:
+        if error:
+            self._diagnostics.stats.stream_errors += 1
+        if stream._state_changed() and self.streams.pop(stream.stream_id, None) is not None:
+            self.demux.retire(stream.stream_id)
+            self._diagnostics.stats.streams_closed += 1
+            await self._host.emit(EventType.STREAM_CLOSED, stream=stream)
+
+    def wrote(self, stream: _StreamBase, size: int, waited: float) -> None:
+        self._diagnostics.record_write(stream.stream_id, size, waited)
+
+    def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
+        if not self.consumed_mode:
+            return
+        counts = self._consumed
+        due = counts.taken(stream.stream_id, size) if size else False
+        if (flush and counts.flush(stream.stream_id)) or due:
+            self._consumed_due.set()
+
+    def unread(self, stream: _StreamBase, size: int) -> None:
+        if self.consumed_mode:
+            self._consumed.restored(stream.stream_id, size)
+
+    async def report_consumed(self) -> None:
+        """Send the due ``webtransport.stream.consumed`` reports, until the session ends.
+        A task of its own, so that reads never wait on ``send`` and a cancelled read loses
+        nothing."""
+        while True:
+            await self._consumed_due.wait()
+            self._consumed_due.clear()
+            for stream_id, size in self._consumed.due():
+                try:
+                    await self._host.send_raw(
+                        {"type": "webtransport.stream.consumed", "stream": stream_id, "bytes": size}
+                    )
+                except OSError:
+                    return  # the session is over: the server returned everything itself
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _register(self, stream: _StreamBase) -> None:
+        self.streams[stream.stream_id] = stream
+        stats = self._diagnostics.stats
+        stats.streams_created += 1
+        if is_unidirectional(stream.stream_id):
+            stats.unidirectional_streams += 1
+        else:
+            stats.bidirectional_streams += 1
+
+    def _spawn(self, coroutine: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _abandon(self, stream: WebTransportSendStream) -> None:
+        self._diagnostics.streams_abandoned += 1
+        with contextlib.suppress(SessionClosedError):
+            await stream.abort(constants.STREAM_ABANDONED_CODE)
+
+    async def _on_data(self, stream: _StreamBase, data: bytes, end_stream: bool) -> None:
+        stream._feed(data, end_stream)
+        self._diagnostics.bytes_received += len(data)
+        if end_stream:
+            await self.changed(stream)
+        if not self.consumed_mode and stream._full():
+            # The memory bound of a 1.0 server, whose credit follows this reader: pull
+            # nothing more until the app reads this stream.
+            self._diagnostics.record_pause(stream)
+            try:
+                await stream._wait_for_space()
+            finally:
+                self._diagnostics.record_pause(None)
+
+    async def _new_peer_stream(self, stream_id: int, bidirectional: bool) -> None:
+        stream: WebTransportStream | WebTransportReceiveStream
+        if bidirectional:
+            stream = WebTransportStream(self, stream_id)
+        else:
+            stream = WebTransportReceiveStream(self, stream_id)
+        self._register(stream)
+        self.incoming.append(stream)
+        self._incoming_changed.set()
+        await self._host.emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
+
+    async def _refuse(self, stream_id: int, bidirectional: bool) -> None:
+        self._diagnostics.streams_refused += 1
+        code = constants.STREAM_REFUSED_CODE
+        try:
+            await self._host.send_raw(
+                {"type": "webtransport.stream.stop_sending", "stream": stream_id, "code": code}
+            )
+            if bidirectional:
+                await self._host.send_raw(
+                    {"type": "webtransport.stream.reset", "stream": stream_id, "code": code}
+                )
+        except OSError:
+            return
+        await self._host.emit(EventType.STREAM_REFUSED, stream_id=stream_id)
+
+    async def _on_opened(self, stream_id: int, bidirectional: bool) -> None:
+        pending = self.pending.popleft()
+        if pending.future.done():  # the create_*_stream() call gave up
+            self.demux.retire(stream_id)
+            self._diagnostics.streams_abandoned += 1
+            code = constants.STREAM_ABANDONED_CODE
+            with contextlib.suppress(OSError):
+                await self._host.send_raw(
+                    {"type": "webtransport.stream.reset", "stream": stream_id, "code": code}
+                )
+                if bidirectional:
+                    await self._host.send_raw(
+                        {
+                            "type": "webtransport.stream.stop_sending",
+                            "stream": stream_id,
+                            "code": code,
+                        }
+                    )
+            return
+        stream = (
+            WebTransportStream(self, stream_id)
+            if bidirectional
+            else WebTransportSendStream(self, stream_id)
+        )
+        self._register(stream)
+        pending.future.set_result(stream)
+        await self._host.emit(EventType.STREAM_OPENED, stream=stream, initiator="local")
