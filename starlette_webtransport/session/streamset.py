@@ -248,8 +248,8 @@ class StreamSet:
         self._diagnostics.record_write(stream.stream_id, size, waited)
 
     def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
-        if not self.consumed_mode:
-            return
+        if not self.consumed_mode or self._host.is_closed:
+            return  # 1.0 server, or the session ended: the server returned everything
         counts = self._consumed
         due = counts.taken(stream.stream_id, size) if size else False
         if (flush and counts.flush(stream.stream_id)) or due:

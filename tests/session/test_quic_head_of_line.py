@@ -123,14 +123,15 @@ async def test_the_peers_close_reaches_the_app_past_a_full_stream(live: Live) ->
 
 
 async def test_an_echo_the_peer_never_reads_holds_nothing_else_back(live: Live) -> None:
-    """The server echoes stream A, and the client writes on A but never reads the echo:
+    """The server echoes stream A, and the client writes eight windows on A (more than both
+    ends' windows and send buffers hold) but never reads the echo:
     the client's window on A fills, then the server's echo waits, then its window on A
     fills, and the client's write waits. Neither end holds more than a window of A, and
     the session works on in both directions."""
     async with asyncio.timeout(TIMEOUT), live.pair() as (near, far):
         client, server = channel_of(near), channel_of(far)
         stuck = await near.create_bidirectional_stream()
-        writing = asyncio.create_task(stuck.write(bytes(4 * STREAM_WINDOW)))
+        writing = asyncio.create_task(stuck.write(bytes(8 * STREAM_WINDOW)))
         far_stuck = await far.accept_bidirectional_stream(timeout=ANSWER)
         echoing = asyncio.create_task(echo(far_stuck))
         stuck_id = stuck.stream_id
