@@ -8,37 +8,36 @@ command line wins over the environment, which wins over the default.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..transport.limits import Limits
 from .certs import DEFAULT_HOSTS, MAX_DAYS, generate_certificate, write_certificate
+from .options import ServeOptions
 
 ENV_PREFIX = "STARLETTE_WEBTRANSPORT_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
-@dataclass(frozen=True)
-class ServeSettings:
-    """The arguments of :func:`starlette_webtransport.server.serve.run`."""
+@dataclass(frozen=True, kw_only=True)
+class ServeSettings(ServeOptions):
+    """The arguments of :func:`starlette_webtransport.server.run`: the app, how many
+    processes, and the :class:`ServeOptions` every one of them serves with."""
 
     app: str
-    host: str | tuple[str, ...] = "127.0.0.1"
-    port: int = 4433
-    http_port: int | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
     workers: int = 1
     reload: bool = False
     log_level: str = "info"
-    root_path: str = ""
-    graceful_timeout: float = 5.0
-    limits: Limits = field(default_factory=Limits)
-    broadcast: str | None = None
+
+    def options(self) -> ServeOptions:
+        return ServeOptions(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(ServeOptions)}
+        )
 
 
 def _integer(text: str) -> int:
@@ -354,26 +353,17 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "different workers do not see each other; use --broadcast redis://host:port/db",
             file=sys.stderr,
         )
-    broadcast = {"broadcast": settings.broadcast} if settings.broadcast is not None else {}
     from hypercorn.utils import NoAppError
 
-    from .serve import run
+    from .run import run
 
     try:
         return run(
             settings.app,
-            host=settings.host,
-            port=settings.port,
-            http_port=settings.http_port,
-            certfile=settings.certfile,
-            keyfile=settings.keyfile,
+            settings.options(),
             workers=settings.workers,
             reload=settings.reload,
             log_level=settings.log_level,
-            root_path=settings.root_path,
-            graceful_timeout=settings.graceful_timeout,
-            limits=settings.limits,
-            **broadcast,
         )
     except NoAppError as exc:
         print(f"starlette-webtransport: error: {exc}", file=sys.stderr)
