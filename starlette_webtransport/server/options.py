@@ -147,8 +147,13 @@ def server_state(config: Config) -> ServerState | None:
     return config.webtransport_state if isinstance(config, WebTransportConfig) else None
 
 
+def format_bind(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets, as hypercorn's binds are written."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def format_binds(hosts: Sequence[str], port: int) -> list[str]:
-    return [f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts]
+    return [format_bind(host, port) for host in hosts]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -2,7 +2,9 @@
 
 One host/port pair configures both listeners because that is what browsers expect: they
 learn of HTTP/3 from the ``Alt-Svc`` header of a TCP response and then connect to the same
-port over UDP. Everything hypercorn offers beyond that passes through ``hypercorn_options``.
+port over UDP. Everything hypercorn offers beyond that passes through
+``ServeOptions.hypercorn``. ``run()`` (:mod:`.run`), the CLI's blocking entry point, sits
+above this module and :mod:`.supervisor`, so neither of those two imports the other.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .devcert import (
     rotate_certificates,
     use_dev_certificate,
 )
-from .options import ServeOptions, ServerState, free_port
+from .options import ServeOptions, ServerState, format_bind, free_port
 from .quic import WebTransportUDPServer
 from .startup import print_banner
 
@@ -68,10 +70,10 @@ async def serve(
     keywords (``serve(app, port=0, limits=Limits(...))``), and any other keyword is a
     setting of hypercorn's ``Config``. ``state`` receives what the running server exposes.
 
-    ``publish_certificate_hash`` serves the certificate's hash at ``CERTIFICATE_HASH_PATH``;
-    by default only when the server makes its own development certificate. The supervisor
-    of ``--workers``/``--reload`` makes one for all its workers and passes it as a file, so it
-    sets this to say the file is a development certificate all the same.
+    ``publish_certificate_hash`` serves the certificate's hash at ``CERTIFICATE_HASH_PATH``,
+    by default only when the server makes its own development certificate; the supervisor
+    of ``--workers``/``--reload`` sets it, as it makes one certificate for all its workers
+    and passes it as a file.
 
     On shutdown, new CONNECTs are answered 503 and open WebTransport sessions are asked
     to drain (WT_DRAIN_SESSION to the peer, ``webtransport.drain`` to the app); sessions
@@ -101,16 +103,11 @@ async def serve(
         assert config.certfile is not None
         loaded = load_certificate(Path(config.certfile))
         state.certificate_sha256 = loaded.sha256
-        publish = options.publish_certificate_hash
-        state.certificate_not_after = loaded.not_after if publish else None
-    if (
-        development
-        if options.publish_certificate_hash is None
-        else options.publish_certificate_hash
-    ):
+        state.certificate_not_after = loaded.not_after if options.publishes_hash else None
+    if options.publishes_hash:
         app = CertificateHashApp(app, state)
     sockets = config.create_sockets()
-    state.binds = [_format(sock.getsockname()) for sock in sockets.quic_sockets]
+    state.binds = [format_bind(*sock.getsockname()[:2]) for sock in sockets.quic_sockets]
     state.port = int(sockets.quic_sockets[0].getsockname()[1])
 
     trigger = shutdown_trigger if shutdown_trigger is not None else _signal_trigger()
@@ -134,11 +131,6 @@ async def serve(
             rotation.cancel()
         if hub is not None:
             await hub.close()
-
-
-def _format(address: Any) -> str:
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _signal_trigger() -> Callable[[], Awaitable[object]]:
