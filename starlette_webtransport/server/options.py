@@ -67,7 +67,7 @@ class ServeOptions:
         ours = {name: value for name, value in settings.items() if name in names}
         theirs = {name: value for name, value in settings.items() if name not in names}
         if theirs:
-            ours["hypercorn"] = {**options.hypercorn, **theirs}
+            ours["hypercorn"] = {**ours.get("hypercorn", options.hypercorn), **theirs}
         return dataclasses.replace(options, **ours) if ours else options
 
     @property

@@ -30,6 +30,8 @@ def test_keywords_fill_the_options_and_the_rest_goes_to_hypercorn() -> None:
     assert options.graceful_timeout == 1.5
     assert options.hypercorn == {"workers": 2, "backlog": 50}
     assert ServeOptions.of(options, backlog=10).hypercorn == {"workers": 2, "backlog": 10}
+    merged = ServeOptions.of(hypercorn={"backlog": 5}, workers=3)
+    assert merged.hypercorn == {"backlog": 5, "workers": 3}
     assert ServeOptions.of() == ServeOptions()
 
 
