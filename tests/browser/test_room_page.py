@@ -4,7 +4,10 @@ The CLI serves the example app; each browser opens the page in the same room wit
 self-test script (``example_app/static/room-selftest.js``), which plays a visitor and
 reports what its page saw. Every page must see the others' chat messages, cursors and
 presence; every chart must have data; Ada leaves once everyone has seen everyone, and the
-others must show her as gone within :data:`LEAVE_BOUND` seconds. Alan's page is
+others must show her as gone within :data:`LEAVE_BOUND` seconds. In the first test her
+browser crashes instead (SIGKILL to all its processes: no close of any kind reaches the
+server), and the others must show her as gone within :data:`CRASH_BOUND` seconds, which
+only the server's default keep-alive and idle timeout can achieve. Alan's page is
 photographed when it reports: ``ROOM_SCREENSHOT=docs/room.png`` keeps the picture the
 README shows.
 
@@ -34,6 +37,9 @@ PHOTOGRAPHER = "Alan"
 LEAVE_BOUND = 3.0
 """Seconds between Ada closing her session and the other pages no longer listing her: a
 closed session is announced as a leave at once, so this only allows for a busy machine."""
+CRASH_BOUND = 10.0
+"""Seconds between Ada's browser being killed and the other pages no longer listing her:
+the bound the default limits promise for a lost peer (idle timeout 7 s, keep-alive 2 s)."""
 PAGE_DEADLINE = 40
 """The self-test reports what it has seen after this many seconds, so a failure reads
 as a list of what was missing rather than as a timeout."""
@@ -41,7 +47,7 @@ SECRET = {"EXAMPLE_ROOM_SECRET": "shared by every worker of the test server"}
 
 
 async def open_room(
-    server: ExampleServer, room: str, screenshot: Path, *, spread: bool = False
+    server: ExampleServer, room: str, screenshot: Path, *, spread: bool = False, crash: bool = False
 ) -> dict[str, dict[str, Any]]:
     async def page(browser: str, name: str) -> dict[str, Any]:
         query = {
@@ -54,10 +60,14 @@ async def open_room(
             # The others stay longer, so that the picture shows them live.
             "linger": 3 if name == PHOTOGRAPHER else 6,
             **({"spread": 1} if spread and name == PHOTOGRAPHER else {}),
+            **({"crash": 1} if crash and name == LEAVER else {}),
         }
         url = f"{server.page}?{urlencode(query)}"
         shot = screenshot if name == PHOTOGRAPHER else None
-        report = await run_page(browser, url, timeout=PAGE_DEADLINE + 15, screenshot=shot)
+        killed = crash and name == LEAVER  # killed as soon as it has reported
+        report = await run_page(
+            browser, url, timeout=PAGE_DEADLINE + 15, screenshot=shot, crash=killed
+        )
         return {**report, "browser": browser}
 
     # A TaskGroup: if one page fails, the others are cancelled and their browsers stopped.
@@ -66,7 +76,9 @@ async def open_room(
     return {task.result()["name"]: task.result() for task in tasks}
 
 
-def check_room(reports: dict[str, dict[str, Any]], screenshot: Path) -> None:
+def check_room(
+    reports: dict[str, dict[str, Any]], screenshot: Path, *, crash: bool = False
+) -> None:
     names = [name for _, name in PAGES]
     for name, report in reports.items():
         who = f"{name} ({report['browser']}, {report['userAgent']})"
@@ -92,9 +104,11 @@ def check_room(reports: dict[str, dict[str, Any]], screenshot: Path) -> None:
         assert max(charts["open streams"]["values"]) >= 1, who
         assert max(charts["kB/s out"]["values"]) > 0 and max(charts["kB/s in"]["values"]) > 0
         assert report["view"]["pid"] == report["pid"], f"{who}: {report['view']}"
-        # Ada left: shown as gone, in time, while the others are still listed.
-        gone_after = (report["leaverGoneAt"] - reports[LEAVER]["leftAt"]) / 1000
-        assert gone_after <= LEAVE_BOUND, f"{who} showed {LEAVER} as gone after {gone_after} s"
+        # Ada left or crashed: shown as gone, in time, while the others are still listed.
+        left_at = reports[LEAVER]["stoppedAt" if crash else "leftAt"]
+        gone_after = (report["leaverGoneAt"] - left_at) / 1000
+        bound = CRASH_BOUND if crash else LEAVE_BOUND
+        assert 0 < gone_after <= bound, f"{who} showed {LEAVER} as gone after {gone_after} s"
         assert sorted(report["peopleShown"]) == sorted(set(names) - {LEAVER}), who
     png = screenshot.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
@@ -108,10 +122,11 @@ async def test_room_page_in_two_chromium_pages_and_firefox(tmp_path: Path) -> No
     async with example_server(env=SECRET) as server:
         # The URL to open comes last, where a user looks for it.
         assert server.output[-1].strip() == f"open {server.page}", server.output
-        reports = await open_room(server, "demo", screenshot)
-    check_room(reports, screenshot)
+        reports = await open_room(server, "demo", screenshot, crash=True)
+    check_room(reports, screenshot, crash=True)
     assert len({report["pid"] for report in reports.values()}) == 1
-    assert "Traceback" not in "".join(server.output), "".join(server.output)
+    log = "".join(server.output)
+    assert "ERROR" not in log and "Traceback" not in log, log
 
 
 async def test_room_page_on_two_workers_with_redis(
@@ -125,4 +140,5 @@ async def test_room_page_on_two_workers_with_redis(
     pids = {name: report["pid"] for name, report in reports.items()}
     sessions = reports[PHOTOGRAPHER]["pids"]  # the worker of each of Alan's sessions
     assert len(set(pids.values())) == 2, f"all on one worker: {pids}; {PHOTOGRAPHER}: {sessions}"
-    assert "Traceback" not in "".join(server.output), "".join(server.output)
+    log = "".join(server.output)
+    assert "ERROR" not in log and "Traceback" not in log, log
