@@ -18,14 +18,17 @@ function show(name, ok, detail) {
   document.getElementById("results").append(row);
 }
 
-async function readAll(readable) {
-  const chunks = [];
-  let size = 0;
-  for await (const chunk of readable) { chunks.push(chunk); size += chunk.byteLength; }
-  const out = new Uint8Array(size);
+function concat(chunks) {
+  const out = new Uint8Array(chunks.reduce((size, chunk) => size + chunk.byteLength, 0));
   let offset = 0;
   for (const chunk of chunks) { out.set(chunk, offset); offset += chunk.byteLength; }
   return out;
+}
+
+async function readAll(readable) {
+  const chunks = [];
+  for await (const chunk of readable) chunks.push(chunk);
+  return concat(chunks);
 }
 
 function pattern(size) {
@@ -185,10 +188,7 @@ async function readAtLeast(reader, size) {
     chunks.push(value);
     got += value.byteLength;
   }
-  const out = new Uint8Array(got);
-  let offset = 0;
-  for (const chunk of chunks) { out.set(chunk, offset); offset += chunk.byteLength; }
-  return out;
+  return concat(chunks);
 }
 
 function streamError(code) {
@@ -200,9 +200,10 @@ function streamError(code) {
   }
 }
 
-// Two echoed streams; one is reset (RESET_STREAM and STOP_SENDING) after its first chunk
-// came back, while the other is mid-echo too. The other must finish its echo byte-exact,
-// and then a new stream and a datagram must still echo on the same session.
+// Two echoed streams, both mid-echo: the first chunk of each has come back. One is then
+// reset (RESET_STREAM and STOP_SENDING, the page's writer.abort and reader.cancel); the
+// other must finish its echo byte-exact, and then a new stream and a datagram must still
+// echo on the same session.
 async function resetMidEcho(transport, datagrams) {
   const first = pattern(4096);
   const rest = pattern(64 * 1024).map((byte) => byte ^ 0x5a);
@@ -221,19 +222,9 @@ async function resetMidEcho(transport, datagrams) {
   await sleep(300); // the reset reaches the server while the other stream is still open
   await keptWriter.write(rest);
   await keptWriter.close();
-  const tail = [];
-  for (;;) {
-    const { value, done } = await keptReader.read();
-    if (done) break;
-    tail.push(value);
-  }
-  const whole = new Uint8Array(first.byteLength + rest.byteLength);
-  whole.set(first);
-  whole.set(rest, first.byteLength);
-  const echoed = new Uint8Array(keptHead.byteLength + tail.reduce((n, c) => n + c.byteLength, 0));
-  echoed.set(keptHead);
-  let offset = keptHead.byteLength;
-  for (const chunk of tail) { echoed.set(chunk, offset); offset += chunk.byteLength; }
+  keptReader.releaseLock();
+  const echoed = concat([keptHead, await readAll(kept.readable)]);
+  const whole = concat([first, rest]);
   if (!same(echoed, whole)) throw new Error(`the other stream echoed ${echoed.byteLength} of ${whole.byteLength} bytes, or different bytes`);
   const after = await bidiEcho(transport, 1000);
   await datagrams.echo(tagged(100));
