@@ -225,10 +225,10 @@ def paired_ratios(a: Cell, b: Cell, attribute: str) -> list[float]:
 
 def certificate_files(work: Path) -> tuple[str, str]:
     sys.path.insert(0, str(ROOT))
-    from starlette_webtransport.server.certs import generate_certificate, write_certificate
+    from starlette_webtransport.server.devcert import make_dev_certificate
 
-    certfile, keyfile = write_certificate(generate_certificate(), work)
-    return str(certfile), str(keyfile)
+    files = make_dev_certificate(directory=work)
+    return str(files.certfile), str(files.keyfile)
 
 
 def free_port() -> int:

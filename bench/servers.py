@@ -31,7 +31,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import tracemalloc
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -53,10 +52,7 @@ from aioquic.quic.events import ProtocolNegotiated, QuicEvent
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from starlette_webtransport.server.certs import (  # noqa: E402
-    generate_certificate,
-    write_certificate,
-)
+from starlette_webtransport.server.devcert import make_dev_certificate  # noqa: E402
 from starlette_webtransport.server.serve import ServerState, free_port, serve  # noqa: E402
 
 Scope = MutableMapping[str, Any]
@@ -246,9 +242,8 @@ class AioquicEcho(QuicConnectionProtocol):
 
 
 def certificate_files() -> tuple[str, str]:
-    directory = Path(tempfile.mkdtemp(prefix="bench-cert-"))
-    certfile, keyfile = write_certificate(generate_certificate(), directory)
-    return str(certfile), str(keyfile)
+    files = make_dev_certificate()
+    return str(files.certfile), str(files.keyfile)
 
 
 async def run_aioquic() -> None:

@@ -4,6 +4,8 @@
 // presence, and POSTs what it saw to the report URL. Parameters:
 //   expect=N      visitors in the room, this one included
 //   leaver=NAME   who leaves once everyone has seen everyone; the others time its leave
+//   crash=1       the leaver does not leave: it reports while still in the room, and the
+//                 test kills its browser; the others time how long it is still shown
 //   spread=1      (with several workers) rejoin while every visitor is on this page's
 //                 worker, so that the room spans two workers; bounded attempts
 //   deadline=S    report whatever was seen after S seconds
@@ -14,6 +16,7 @@ const params = new URLSearchParams(location.search);
 const expect = Number(params.get("expect") ?? 2);
 const leaver = params.get("leaver") ?? "";
 const spread = params.get("spread") === "1";
+const crash = params.get("crash") === "1";
 const deadline = Date.now() + 1000 * Number(params.get("deadline") ?? 45);
 const DONE = "I can see all of you";
 const MAX_ATTEMPTS = 12;
@@ -101,6 +104,7 @@ async function main() {
   report.sawEveryoneAt = Date.now();
   if (state.name === leaver) {
     await until(() => others().filter((name) => seen.get(name).done).length >= expect - 1, "the others to see me");
+    if (crash) return; // reported as it is: the test kills the browser
     report.leftAt = Date.now();
     await state.room.leave();
     return;

@@ -17,15 +17,14 @@ from enum import IntEnum
 
 from .errors import (
     H3_EXCESSIVE_LOAD,
-    MAX_APPLICATION_CODE,
+    MAX_CLOSE_REASON_SIZE,
     WT_FLOW_CONTROL_ERROR,
     CapsuleError,
     InvalidStateError,
+    check_close,
 )
 from .varint import MAX_VARINT, decode_varint, encode_varint
 
-MAX_REASON_SIZE = 1024
-"""WT_CLOSE_SESSION reasons are at most this many UTF-8 bytes."""
 MAX_STREAMS_LIMIT = 2**60
 """Stream counts above this cannot exist (stream ids are 62-bit, two bits are kind)."""
 _CLOSE_CODE_SIZE = 4
@@ -83,8 +82,7 @@ class CloseSession:
     reason: str
 
     def __post_init__(self) -> None:
-        _check_range("WT_CLOSE_SESSION code", self.code, MAX_APPLICATION_CODE)
-        _encode_reason(self.reason)
+        check_close(self.code, self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,18 +168,6 @@ Capsule = (
 )
 
 
-def _encode_reason(reason: str) -> bytes:
-    try:
-        encoded = reason.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"WT_CLOSE_SESSION reason is not encodable as UTF-8: {exc}") from None
-    if len(encoded) > MAX_REASON_SIZE:
-        raise ValueError(
-            f"WT_CLOSE_SESSION reason is {len(encoded)} UTF-8 bytes; the limit is {MAX_REASON_SIZE}"
-        )
-    return encoded
-
-
 def _frame(capsule_type: int, payload: bytes) -> bytes:
     return encode_varint(capsule_type) + encode_varint(len(payload)) + payload
 
@@ -190,7 +176,7 @@ def encode_capsule(capsule: Capsule) -> bytes:
     """The wire bytes of one capsule."""
     match capsule:
         case CloseSession(code=code, reason=reason):
-            payload = code.to_bytes(_CLOSE_CODE_SIZE, "big") + _encode_reason(reason)
+            payload = code.to_bytes(_CLOSE_CODE_SIZE, "big") + check_close(code, reason)
             return _frame(CapsuleType.CLOSE_SESSION, payload)
         case DrainSession():
             return _frame(CapsuleType.DRAIN_SESSION, b"")
@@ -224,9 +210,10 @@ def _decode_close(capsule_type: int, payload: bytes) -> Capsule:
             f"it needs at least {_CLOSE_CODE_SIZE} for the error code"
         )
     raw_reason = payload[_CLOSE_CODE_SIZE:]
-    if len(raw_reason) > MAX_REASON_SIZE:
+    if len(raw_reason) > MAX_CLOSE_REASON_SIZE:
         raise CapsuleError(
-            f"WT_CLOSE_SESSION reason is {len(raw_reason)} bytes; the limit is {MAX_REASON_SIZE}"
+            f"WT_CLOSE_SESSION reason is {len(raw_reason)} bytes; "
+            f"the limit is {MAX_CLOSE_REASON_SIZE}"
         )
     try:
         reason = raw_reason.decode("utf-8")
@@ -306,7 +293,7 @@ _DECODERS: dict[int, Callable[[int, bytes], Capsule]] = {
 }
 
 # The smallest maximum that still admits the largest WT_CLOSE_SESSION a peer may send.
-_MIN_CAPSULE_SIZE = _CLOSE_CODE_SIZE + MAX_REASON_SIZE
+_MIN_CAPSULE_SIZE = _CLOSE_CODE_SIZE + MAX_CLOSE_REASON_SIZE
 
 
 class CapsuleParser:

@@ -30,6 +30,15 @@ MAX_APPLICATION_CODE = 2**32 - 1
 """The largest WebTransport application error code (they are u32)."""
 LAST_APPLICATION_CODE = 0x52E5AC983162
 """The HTTP/3 code that carries :data:`MAX_APPLICATION_CODE`."""
+MAX_CLOSE_REASON_SIZE = 1024
+"""The draft caps the WT_CLOSE_SESSION reason at 1024 bytes of UTF-8."""
+
+INTERNAL_ERROR_CODE = 0x102
+"""Application code for "this side failed": the close code of a session whose app raised
+(``starlette_webtransport.starlette`` re-exports it), and the code
+:func:`~starlette_webtransport.session.serve_streams` aborts a stream with when its handler
+raised. WebTransport defines no application codes of its own; the value mirrors HTTP/3's
+H3_INTERNAL_ERROR (0x102)."""
 
 _RESERVED_STEP = 0x1F
 _RESERVED_OFFSET = 0x21
@@ -75,16 +84,41 @@ class InvalidStateError(ProtocolError):
     http3_code = H3_INTERNAL_ERROR
 
 
+def check_code(code: int, what: str = "WebTransport application error codes") -> int:
+    """``code`` if it is a u32 application code, else ValueError naming ``what``.
+
+    Session closes, stream resets and stop-sendings all carry such a code; every place
+    that takes one from a caller checks it here, so they accept and refuse the same."""
+    if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= MAX_APPLICATION_CODE:
+        raise ValueError(
+            f"{what} must be 0..{MAX_APPLICATION_CODE}, got {code!r} (application codes are u32)"
+        )
+    return code
+
+
+def check_close(code: int, reason: str) -> bytes:
+    """:func:`check_code` for a session close, and its reason encoded: ValueError unless it
+    is UTF-8 of at most :data:`MAX_CLOSE_REASON_SIZE` bytes."""
+    check_code(code, "WT_CLOSE_SESSION code")
+    try:
+        encoded = reason.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"WT_CLOSE_SESSION reason is not encodable as UTF-8: {exc}") from None
+    if len(encoded) > MAX_CLOSE_REASON_SIZE:
+        raise ValueError(
+            f"WT_CLOSE_SESSION reason is {len(encoded)} UTF-8 bytes; "
+            f"the limit is {MAX_CLOSE_REASON_SIZE}"
+        )
+    return encoded
+
+
 def app_to_http3(code: int) -> int:
     """Map a WebTransport application error code to the HTTP/3 code sent on the wire.
 
     The draft spreads the u32 space over a range that skips HTTP/3's reserved GREASE
     codepoints ``0x1f * N + 0x21``: one is skipped after every 0x1e application codes.
     """
-    if not 0 <= code <= MAX_APPLICATION_CODE:
-        raise ValueError(
-            f"WebTransport application error codes are 0..{MAX_APPLICATION_CODE}, got {code}"
-        )
+    check_code(code)
     return FIRST_APPLICATION_CODE + code + code // (_RESERVED_STEP - 1)
 
 

@@ -8,37 +8,36 @@ command line wins over the environment, which wins over the default.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..transport.limits import Limits
 from .certs import DEFAULT_HOSTS, MAX_DAYS, generate_certificate, write_certificate
+from .options import ServeOptions
 
 ENV_PREFIX = "STARLETTE_WEBTRANSPORT_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
-@dataclass(frozen=True)
-class ServeSettings:
-    """The arguments of :func:`starlette_webtransport.server.serve.run`."""
+@dataclass(frozen=True, kw_only=True)
+class ServeSettings(ServeOptions):
+    """The arguments of :func:`starlette_webtransport.server.run`: the app, how many
+    processes, and the :class:`ServeOptions` every one of them serves with."""
 
     app: str
-    host: str | tuple[str, ...] = "127.0.0.1"
-    port: int = 4433
-    http_port: int | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
     workers: int = 1
     reload: bool = False
     log_level: str = "info"
-    root_path: str = ""
-    graceful_timeout: float = 5.0
-    limits: Limits = field(default_factory=Limits)
-    broadcast: str | None = None
+
+    def options(self) -> ServeOptions:
+        return ServeOptions(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(ServeOptions)}
+        )
 
 
 def _integer(text: str) -> int:
@@ -121,27 +120,77 @@ def _hosts(text: str) -> tuple[str, ...]:
     return tuple(host.strip() for host in text.split(",") if host.strip())
 
 
-_ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "app": ("APP", str),
-    "host": ("HOST", _hosts),
-    "port": ("PORT", _port),
-    "http_port": ("HTTP_PORT", _port),
-    "certfile": ("CERTFILE", str),
-    "keyfile": ("KEYFILE", str),
-    "workers": ("WORKERS", _positive),
-    "reload": ("RELOAD", _flag),
-    "log_level": ("LOG_LEVEL", _log_level),
-    "root_path": ("ROOT_PATH", str),
-    "graceful_timeout": ("GRACEFUL_TIMEOUT", _seconds),
-    "accept_timeout": ("ACCEPT_TIMEOUT", _seconds),
-    "pending_timeout": ("PENDING_TIMEOUT", _seconds),
-    "receive_memory": ("RECEIVE_MEMORY", _size),
-    "udp_buffer": ("UDP_BUFFER", _size),
-    "idle_timeout": ("IDLE_TIMEOUT", _seconds),
-    "keep_alive": ("KEEP_ALIVE", _seconds),
-    "broadcast": ("BROADCAST", _broadcast_url),
+@dataclass(frozen=True)
+class _Setting:
+    """One ``serve`` setting: its flag ``--name``, its ``STARLETTE_WEBTRANSPORT_NAME``
+    variable, and the parser both go through, declared once."""
+
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str | None = None
+
+
+_LIMIT_DEFAULTS = Limits()
+
+_SETTINGS: dict[str, _Setting] = {
+    "app": _Setting(str, "the ASGI app to serve", "MODULE:ATTR"),
+    "host": _Setting(_hosts, "address to listen on; repeat for several (default 127.0.0.1)", "H"),
+    "port": _Setting(_port, "TCP and UDP port (4433)"),
+    "http_port": _Setting(
+        _port,
+        "also serve plain HTTP (no TLS) on this TCP port: a page from "
+        "http://127.0.0.1 is a secure context and can pin the certificate by hash",
+        "PORT",
+    ),
+    "certfile": _Setting(str, "PEM certificate (chain) file", "F"),
+    "keyfile": _Setting(str, "PEM private key file", "F"),
+    "workers": _Setting(_positive, "worker processes sharing the port (1)", "N"),
+    "reload": _Setting(_flag, "restart when source files change"),
+    "log_level": _Setting(_log_level, "critical, error, warning, info (default) or debug", "LEVEL"),
+    "root_path": _Setting(str, "ASGI root_path, behind a proxy", "PATH"),
+    "graceful_timeout": _Setting(
+        _seconds,
+        "seconds sessions get to finish after SIGTERM before they are closed (5)",
+        "S",
+    ),
+    "accept_timeout": _Setting(
+        _seconds,
+        f"seconds an app has to accept a CONNECT before 503 ({_LIMIT_DEFAULTS.accept_timeout:g})",
+        "S",
+    ),
+    "pending_timeout": _Setting(
+        _seconds,
+        "seconds streams that arrive before their session opens are held "
+        f"({_LIMIT_DEFAULTS.pending_timeout:g})",
+        "S",
+    ),
+    "receive_memory": _Setting(
+        _size,
+        "received bytes waiting for apps, per worker, past which credit stops (256M)",
+        "BYTES",
+    ),
+    "udp_buffer": _Setting(
+        _size, "SO_RCVBUF and SO_SNDBUF for the UDP socket; 0 keeps the kernel's (4M)", "BYTES"
+    ),
+    "idle_timeout": _Setting(
+        _seconds,
+        "seconds of silence from a peer after which its connection and sessions end "
+        f"as lost ({_LIMIT_DEFAULTS.idle_timeout:g})",
+        "S",
+    ),
+    "keep_alive": _Setting(
+        _seconds,
+        "seconds of silence from a peer after which the server PINGs it, so idle "
+        f"sessions stay up; 0 for none ({_LIMIT_DEFAULTS.keep_alive:g})",
+        "S",
+    ),
+    "broadcast": _Setting(
+        _broadcast_url,
+        "rooms' backend: memory:// (default, one process) or redis://host:port/db",
+        "URL",
+    ),
 }
-"""Setting name -> (environment variable suffix, parser)."""
+"""Setting name -> how it is given; the environment variable is ``ENV_PREFIX + NAME``."""
 
 _LIMITS: dict[str, tuple[str, ...]] = {
     "accept_timeout": ("accept_timeout",),
@@ -183,99 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
             f"as {ENV_PREFIX}<OPTION> (e.g. {ENV_PREFIX}PORT); flags win."
         ),
     )
-    serve.add_argument("app", nargs="?", metavar="MODULE:ATTR", help="the ASGI app to serve")
-    serve.add_argument(
-        "--host",
-        action="append",
-        metavar="H",
-        help="address to listen on; repeat for several (default 127.0.0.1)",
-    )
-    serve.add_argument("--port", type=_argparse_type(_port), help="TCP and UDP port (4433)")
-    serve.add_argument(
-        "--http-port",
-        type=_argparse_type(_port),
-        metavar="PORT",
-        help=(
-            "also serve plain HTTP (no TLS) on this TCP port: a page from "
-            "http://127.0.0.1 is a secure context and can pin the certificate by hash"
-        ),
-    )
-    serve.add_argument("--certfile", metavar="F", help="PEM certificate (chain) file")
-    serve.add_argument("--keyfile", metavar="F", help="PEM private key file")
-    serve.add_argument(
-        "--workers",
-        type=_argparse_type(_positive),
-        metavar="N",
-        help="worker processes sharing the port (1)",
-    )
-    serve.add_argument(
-        "--reload", action="store_true", default=None, help="restart when source files change"
-    )
-    serve.add_argument(
-        "--log-level",
-        type=_argparse_type(_log_level),
-        metavar="LEVEL",
-        help="critical, error, warning, info (default) or debug",
-    )
-    serve.add_argument("--root-path", metavar="PATH", help="ASGI root_path, behind a proxy")
-    serve.add_argument(
-        "--graceful-timeout",
-        type=_argparse_type(_seconds),
-        metavar="S",
-        help="seconds sessions get to finish after SIGTERM before they are closed (5)",
-    )
-    defaults = Limits()
-    serve.add_argument(
-        "--accept-timeout",
-        type=_argparse_type(_seconds),
-        metavar="S",
-        help=f"seconds an app has to accept a CONNECT before 503 ({defaults.accept_timeout:g})",
-    )
-    serve.add_argument(
-        "--pending-timeout",
-        type=_argparse_type(_seconds),
-        metavar="S",
-        help=(
-            "seconds streams that arrive before their session opens are held "
-            f"({defaults.pending_timeout:g})"
-        ),
-    )
-    serve.add_argument(
-        "--receive-memory",
-        type=_argparse_type(_size),
-        metavar="BYTES",
-        help="received bytes waiting for apps, per worker, past which credit stops (256M)",
-    )
-    serve.add_argument(
-        "--udp-buffer",
-        type=_argparse_type(_size),
-        metavar="BYTES",
-        help="SO_RCVBUF and SO_SNDBUF for the UDP socket; 0 keeps the kernel's (4M)",
-    )
-    serve.add_argument(
-        "--idle-timeout",
-        type=_argparse_type(_seconds),
-        metavar="S",
-        help=(
-            "seconds of silence from a peer after which its connection and sessions end "
-            f"as lost ({defaults.idle_timeout:g})"
-        ),
-    )
-    serve.add_argument(
-        "--keep-alive",
-        type=_argparse_type(_seconds),
-        metavar="S",
-        help=(
-            "seconds of silence from a peer after which the server PINGs it, so idle "
-            f"sessions stay up; 0 for none ({defaults.keep_alive:g})"
-        ),
-    )
-    serve.add_argument(
-        "--broadcast",
-        type=_argparse_type(_broadcast_url),
-        metavar="URL",
-        help="rooms' backend: memory:// (default, one process) or redis://host:port/db",
-    )
+    for name, setting in _SETTINGS.items():
+        _add_flag(serve, name, setting)
     serve.set_defaults(handler=_serve, parser=serve)
 
     cert = commands.add_parser(
@@ -308,23 +266,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_flag(parser: argparse.ArgumentParser, name: str, setting: _Setting) -> None:
+    flag = "--" + name.replace("_", "-")
+    if name == "app":
+        parser.add_argument(name, nargs="?", metavar=setting.metavar, help=setting.help)
+    elif name == "host":  # each flag one address; the environment lists them with commas
+        parser.add_argument(flag, action="append", metavar=setting.metavar, help=setting.help)
+    elif name == "reload":
+        parser.add_argument(flag, action="store_true", default=None, help=setting.help)
+    else:
+        parser.add_argument(
+            flag, type=_argparse_type(setting.parse), metavar=setting.metavar, help=setting.help
+        )
+
+
 def serve_settings(
     args: argparse.Namespace, environ: Mapping[str, str], parser: argparse.ArgumentParser
 ) -> ServeSettings:
     """Flags over environment over defaults; ``parser.error`` (exit 2) on bad input."""
     values: dict[str, Any] = {}
-    for name, (suffix, parse) in _ENVIRONMENT.items():
+    for name, setting in _SETTINGS.items():
         flag = getattr(args, name)
         if flag is not None:
             values[name] = tuple(flag) if name == "host" else flag
             continue
-        text = environ.get(ENV_PREFIX + suffix)
+        variable = ENV_PREFIX + name.upper()
+        text = environ.get(variable)
         if text is None:
             continue
         try:
-            values[name] = parse(text)
+            values[name] = setting.parse(text)
         except ValueError as exc:
-            parser.error(f"{ENV_PREFIX}{suffix}: {exc}")
+            parser.error(f"{variable}: {exc}")
     if "app" not in values:
         parser.error(f"the app is missing: give MODULE:ATTR or set {ENV_PREFIX}APP")
     host = values.get("host")
@@ -354,26 +327,17 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "different workers do not see each other; use --broadcast redis://host:port/db",
             file=sys.stderr,
         )
-    broadcast = {"broadcast": settings.broadcast} if settings.broadcast is not None else {}
     from hypercorn.utils import NoAppError
 
-    from .serve import run
+    from .run import run
 
     try:
         return run(
             settings.app,
-            host=settings.host,
-            port=settings.port,
-            http_port=settings.http_port,
-            certfile=settings.certfile,
-            keyfile=settings.keyfile,
+            settings.options(),
             workers=settings.workers,
             reload=settings.reload,
             log_level=settings.log_level,
-            root_path=settings.root_path,
-            graceful_timeout=settings.graceful_timeout,
-            limits=settings.limits,
-            **broadcast,
         )
     except NoAppError as exc:
         print(f"starlette-webtransport: error: {exc}", file=sys.stderr)

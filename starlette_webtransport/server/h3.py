@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
@@ -38,9 +38,7 @@ from ..transport import (
     WebTransportQuicConnection,
 )
 from ..transport.limits import Limits
-
-if TYPE_CHECKING:
-    from .serve import ServerState
+from .options import server_state
 
 log = logging.getLogger("starlette_webtransport.server")
 
@@ -224,7 +222,7 @@ class WebTransportH3Protocol(H3Protocol):
         self.streams = {}
         self.task_group = task_group
         self.state = state
-        self.server_state: ServerState | None = getattr(config, "webtransport_state", None)
+        self.server_state = server_state(config)
         # Pages this server serves over plain HTTP (--http-port) are its own origins too:
         # OriginMiddleware's default accepts them (docs/asgi-webtransport.md).
         self.http_ports = sorted({int(bind.rsplit(":", 1)[1]) for bind in config.insecure_bind})

@@ -54,6 +54,7 @@ from ..transport import (
 )
 from ..transport.limits import Limits
 from .h3 import WebTransportH3Protocol
+from .options import server_state
 
 log = logging.getLogger("starlette_webtransport.server")
 
@@ -136,7 +137,7 @@ class WebTransportQuicProtocol(QuicProtocol):
         self._hops = 0
         self._answered = False
         self._loop = asyncio.get_running_loop()
-        self._state = getattr(config, "webtransport_state", None)
+        self._state = server_state(config)
         self._limits: Limits = Limits() if self._state is None else self._state.limits
         self._certificate_generation = (
             0 if self._state is None else self._state.certificate_generation
@@ -368,7 +369,7 @@ _DONE = _Done()
 
 
 def build_quic_configuration(config: Config) -> QuicConfiguration:
-    state = getattr(config, "webtransport_state", None)
+    state = server_state(config)
     limits = Limits() if state is None else state.limits
     quic_config = QuicConfiguration(
         alpn_protocols=H3_ALPN,
@@ -433,7 +434,7 @@ class WebTransportUDPServer(UDPServer):
         # raw socket; ``get_extra_info("socket")`` is a wrapper that warns on reads).
         raw = getattr(transport, "_sock", None)
         self._socket = raw if isinstance(raw, socket.socket) else None
-        state = getattr(self.config, "webtransport_state", None)
+        state = server_state(self.config)
         if self._socket is not None and state is not None:
             state.udp_buffers.append(size_socket_buffers(self._socket, state.limits))
 
@@ -480,7 +481,7 @@ class WebTransportUDPServer(UDPServer):
             while self._early:
                 protocol.datagram_received(*self._early.popleft())
             protocol.process()
-            state = getattr(self.config, "webtransport_state", None)
+            state = server_state(self.config)
             if state is not None:
                 state.listening += 1
                 if state.listening >= len(state.binds):

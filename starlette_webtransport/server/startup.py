@@ -11,6 +11,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from .devcert import CERTIFICATE_HASH_PATH
+from .options import ServeOptions
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 QUIET_LOGGERS = ("quic", "http3", "hypercorn.access")
@@ -50,10 +53,13 @@ def hypercorn_logging(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def print_banner(
-    sha256: bytes, binds: Sequence[str], http_binds: Sequence[str], *, hash_path: str | None
-) -> None:
-    """The startup block: the certificate, the listeners, and last the URLs to open."""
+def print_banner(sha256: bytes, binds: Sequence[str], options: ServeOptions) -> None:
+    """The startup block: the certificate, the listeners, and last the URLs to open.
+
+    A lone server and the supervisor of several workers both print it, so it reads the
+    same in every serving mode."""
+    http_binds = options.http_binds()
+    hash_path = CERTIFICATE_HASH_PATH if options.development else None
     lines = [f"certificate sha256: {sha256.hex()}"]
     lines += [f"listening on https://{bind} (TCP and QUIC)" for bind in binds]
     lines += [f"listening on http://{bind} (TCP, plain HTTP)" for bind in http_binds]

@@ -10,16 +10,19 @@ does. Workers start from nothing (``spawn``), so each sets up logging as ``run()
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import multiprocessing
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from .certs import generate_certificate, load_certificate, write_certificate
-from .serve import CERTIFICATE_HASH_PATH, _binds, free_port
+from .certs import load_certificate
+from .devcert import make_dev_certificate
+from .options import ServeOptions, free_port
+from .serve import serve_process
 from .startup import configure_logging, print_banner
 
 RELOAD_POLL_INTERVAL = 0.5
@@ -28,13 +31,9 @@ RELOAD_POLL_INTERVAL = 0.5
 WORKER_START_TIMEOUT = 30.0
 
 
-def _worker(app: Any, serve_kwargs: dict[str, Any], ready: Any, log_level: str) -> None:
-    import asyncio
-
-    from .serve import _run_one
-
+def _worker(app: Any, options: ServeOptions, ready: Any, log_level: str) -> None:
     configure_logging(log_level)
-    sys.exit(asyncio.run(_run_one(app, on_ready=lambda state: ready.set(), **serve_kwargs)))
+    sys.exit(asyncio.run(serve_process(app, options, on_ready=lambda state: ready.set())))
 
 
 def _wait_ready(processes: list[Any], events: list[Any]) -> bool:
@@ -56,25 +55,26 @@ def _snapshot(root: Path) -> dict[Path, float]:
 
 
 def supervise(
-    app: Any, *, workers: int, reload: bool, serve_kwargs: dict[str, Any], log_level: str = "info"
+    app: Any, options: ServeOptions, *, workers: int, reload: bool, log_level: str = "info"
 ) -> int:
     """Run ``workers`` server processes until SIGINT/SIGTERM; restart them on code changes."""
     if not isinstance(app, str):
         raise ValueError("workers and reload need the app as a 'module:attr' string")
-    kwargs = dict(serve_kwargs)
-    development = kwargs.get("certfile") is None
-    if development:
-        certificate = generate_certificate()
-        certfile, keyfile = write_certificate(
-            certificate, Path(tempfile.mkdtemp(prefix="starlette-webtransport-"))
+    shared = options
+    if options.development:
+        files = make_dev_certificate(options.hosts)
+        shared = dataclasses.replace(
+            shared,
+            certfile=str(files.certfile),
+            keyfile=str(files.keyfile),
+            publish_certificate_hash=True,
         )
-        kwargs["certfile"], kwargs["keyfile"] = str(certfile), str(keyfile)
-        kwargs["publish_certificate_hash"] = True
-    sha256 = load_certificate(Path(kwargs["certfile"])).sha256
-    if kwargs.get("port") == 0:  # every worker must bind the same port
-        host = kwargs.get("host", "127.0.0.1")
-        kwargs["port"] = free_port(host if isinstance(host, str) else host[0])
-    kwargs["workers"] = workers
+    assert shared.certfile is not None
+    sha256 = load_certificate(Path(shared.certfile)).sha256
+    if shared.port == 0:  # every worker must bind the same port
+        shared = dataclasses.replace(shared, port=free_port(shared.hosts[0]))
+    # hypercorn sets SO_REUSEPORT on the sockets of a Config with several workers.
+    shared = ServeOptions.of(shared, workers=workers)
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -88,20 +88,13 @@ def supervise(
     while True:
         events = [context.Event() for _ in range(workers)]
         processes = [
-            context.Process(target=_worker, args=(app, kwargs, event, log_level), daemon=False)
+            context.Process(target=_worker, args=(app, shared, event, log_level), daemon=False)
             for event in events
         ]
         for process in processes:
             process.start()
         if _wait_ready(processes, events):
-            host = kwargs.get("host", "127.0.0.1")
-            http_port = kwargs.get("http_port")
-            print_banner(
-                sha256,
-                _binds(host, kwargs["port"]),
-                _binds(host, http_port) if http_port is not None else [],
-                hash_path=CERTIFICATE_HASH_PATH if development else None,
-            )
+            print_banner(sha256, shared.binds(), options)
         snapshot = _snapshot(root) if reload else {}
         changed = False
         while not stopping and not changed and any(p.is_alive() for p in processes):

@@ -6,6 +6,14 @@ diagnostics all quote the same numbers.
 
 from __future__ import annotations
 
+from ..protocol import errors as _protocol
+
+# Facts of the protocol, defined there once and named here for this layer's callers.
+MAX_ERROR_CODE = _protocol.MAX_APPLICATION_CODE
+"""WebTransport application error codes (session close, stream reset/stop) are u32."""
+MAX_CLOSE_REASON_BYTES = _protocol.MAX_CLOSE_REASON_SIZE
+INTERNAL_ERROR_CODE = _protocol.INTERNAL_ERROR_CODE
+
 DEFAULT_MAX_STREAMS = 100
 """Streams a session keeps open at once, both directions together. Each can buffer up to
 ``stream_buffer_size`` unread bytes, so this bounds the session's stream memory."""
@@ -28,11 +36,6 @@ DEFAULT_SESSION_CLEANUP_INTERVAL = 60.0
 ITER_CHUNK_SIZE = 65536
 """Largest chunk ``async for chunk in stream`` yields."""
 
-MAX_ERROR_CODE = 2**32 - 1
-"""WebTransport application error codes (session close, stream reset/stop) are u32."""
-MAX_CLOSE_REASON_BYTES = 1024
-"""The draft caps the WT_CLOSE_SESSION reason at 1024 bytes of UTF-8."""
-
 STREAM_REFUSED_CODE = 0x10B
 """Application code used to stop (and, if bidirectional, reset) a peer stream the session
 refuses because ``max_streams`` or ``max_incoming_streams`` is reached. The value mirrors
@@ -41,12 +44,6 @@ never processed and may be retried."""
 STREAM_ABANDONED_CODE = 0x10C
 """Application code used to reset a stream the server opened for a ``create_*_stream()``
 call that had already timed out or been cancelled. Mirrors HTTP/3's H3_REQUEST_CANCELLED."""
-
-INTERNAL_ERROR_CODE = 0x102
-"""Application code for "this side failed": the close code of a session whose app raised
-(``starlette_webtransport.starlette`` re-exports it), and the code :func:`~.tasks.serve_streams`
-aborts a stream with when its handler raised. WebTransport defines no application codes of
-its own; the value mirrors HTTP/3's H3_INTERNAL_ERROR (0x102)."""
 
 RETIRED_STREAM_MEMORY = 1024
 """How many finished stream ids the session remembers, so that late events for them

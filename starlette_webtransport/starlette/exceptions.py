@@ -19,8 +19,8 @@ from typing import Any
 from starlette.exceptions import HTTPException
 
 from ..asgi import is_session_end
+from ..protocol.errors import INTERNAL_ERROR_CODE, check_close
 from ..session import SessionState, WebTransportSession
-from ..session.constants import INTERNAL_ERROR_CODE, MAX_CLOSE_REASON_BYTES, MAX_ERROR_CODE
 
 __all__ = [
     "INTERNAL_ERROR_CODE",
@@ -47,16 +47,8 @@ class WebTransportException(Exception):
 
     def __init__(self, code: int, reason: str | None = None) -> None:
         # Checked here so a bad code fails where it is raised, not later inside close().
-        if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= MAX_ERROR_CODE:
-            raise ValueError(
-                f"WebTransport close codes are u32 (0..{MAX_ERROR_CODE}), got {code!r}"
-            )
         reason = reason or ""
-        if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
-            raise ValueError(
-                f"the close reason is {len(reason.encode())} bytes of UTF-8; "
-                f"the limit is {MAX_CLOSE_REASON_BYTES}"
-            )
+        check_close(code, reason)
         super().__init__(code, reason)
         self.code = code
         self.reason = reason

@@ -32,10 +32,9 @@ from fastapi.dependencies.utils import (
     solve_dependencies,
 )
 from starlette.convertors import Convertor
-from starlette.datastructures import URLPath
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.routing import BaseRoute, Match, Mount, NoMatchFound, compile_path, get_name
+from starlette.routing import BaseRoute, Mount, compile_path
 from starlette.types import ASGIApp
 
 from ..asgi import Receive, Scope, Send
@@ -43,7 +42,7 @@ from ..session import WebTransportSession
 from .connection import WebTransportConnection
 from .dependencies import is_coroutine_callable
 from .exceptions import VALIDATION_ERROR_STATUS, run_session
-from .routing import build_url_path, is_function_endpoint, match_path
+from .routing import ExactPathRoute, is_function_endpoint
 
 __all__ = [
     "SESSION_SCOPE_KEY",
@@ -74,7 +73,7 @@ def _compiled(path: str) -> tuple[Pattern[str], str, dict[str, Convertor[Any]]]:
     return compile_path(path or "/")
 
 
-class APIWebTransportRoute(Mount):
+class APIWebTransportRoute(ExactPathRoute, Mount):
     """A WebTransport route whose function endpoint gets FastAPI dependency injection.
 
     It derives from ``Mount`` for one reason: ``APIRouter.include_router`` keeps
@@ -92,11 +91,7 @@ class APIWebTransportRoute(Mount):
         dependencies: Sequence[params.Depends] | None = None,
     ) -> None:
         # Mount.__init__ is not called: it would strip the path's trailing "/".
-        if not path.startswith("/"):
-            raise ValueError(f"routed paths must start with '/', got {path!r}")
-        self.path = path
-        self.endpoint = endpoint
-        self.name = get_name(endpoint) if name is None else name
+        self._target(path, endpoint, name)
         self.dependencies = list(dependencies or [])
         self._dependants: dict[str, tuple[Dependant, Callable[..., Any]]] = {}
         self._injects = is_function_endpoint(endpoint)
@@ -116,34 +111,14 @@ class APIWebTransportRoute(Mount):
     def routes(self) -> list[BaseRoute]:
         return []
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        path_regex, _, param_convertors = _compiled(self.path)
-        path_params = match_path(scope, path_regex, param_convertors)
-        if path_params is None:
-            return Match.NONE, {}
-        return Match.FULL, {"endpoint": self.endpoint, "path_params": path_params, "route": self}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
-        if name != self.name:
-            raise NoMatchFound(name, path_params)
-        _, path_format, param_convertors = _compiled(self.path)
-        return build_url_path(name, path_format, param_convertors, path_params)
+    def compiled_path(self) -> tuple[Pattern[str], str, dict[str, Convertor[Any]]]:
+        return _compiled(self.path)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._injects:
             await self._session_app(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-    def __eq__(self, other: Any) -> bool:
-        return (
-            isinstance(other, APIWebTransportRoute)
-            and self.path == other.path
-            and self.endpoint == other.endpoint
-        )
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(path={self.path!r}, name={self.name!r})"
 
     def _dependant(self) -> tuple[Dependant, Callable[..., Any]]:
         """FastAPI's analysis of the endpoint for the current path: a prefix added by

@@ -75,37 +75,6 @@ def route_path(scope: Scope) -> str:
     return rest if rest == "" or rest.startswith("/") else path
 
 
-def match_path(
-    scope: Scope, path_regex: Pattern[str], param_convertors: dict[str, Convertor[Any]]
-) -> dict[str, Any] | None:
-    """The path parameters if ``scope`` is a WebTransport session whose path matches,
-    merged over those of enclosing routes (``Mount``, ``Host``); else ``None``."""
-    if scope["type"] != "webtransport":
-        return None
-    match = path_regex.match(route_path(scope))
-    if match is None:
-        return None
-    path_params = dict(scope.get("path_params", {}))
-    for key, value in match.groupdict().items():
-        path_params[key] = param_convertors[key].convert(value)
-    return path_params
-
-
-def build_url_path(
-    name: str,
-    path_format: str,
-    param_convertors: dict[str, Convertor[Any]],
-    path_params: dict[str, Any],
-) -> URLPath:
-    """``url_path_for`` of a route whose name is ``name``."""
-    if set(path_params) != set(param_convertors):
-        raise NoMatchFound(name, path_params)
-    path, remaining = replace_params(path_format, param_convertors, path_params)
-    assert not remaining
-    # WebTransport URLs are https:// URLs, so the URL is built as for HTTP.
-    return URLPath(path=path, protocol="http")
-
-
 def is_function_endpoint(endpoint: Callable[..., Any]) -> bool:
     """A function (or method, or partial of one) gets its parameters injected; anything
     else, such as a :class:`~.endpoints.WebTransportEndpoint` class, is an ASGI app."""
@@ -132,7 +101,61 @@ def session_app(endpoint: Callable[..., Any]) -> ASGIApp:
     return app
 
 
-class WebTransportRoute(BaseRoute):
+class ExactPathRoute(BaseRoute):
+    """What the Starlette and the FastAPI WebTransport routes share: a session matches
+    exactly ``path`` (with its parameters), and the route names ``endpoint``.
+
+    Subclasses say where the compiled path comes from (:meth:`compiled_path`)."""
+
+    path: str
+    endpoint: Callable[..., Any]
+    name: str | None
+
+    def _target(self, path: str, endpoint: Callable[..., Any], name: str | None) -> None:
+        if not path.startswith("/"):
+            raise ValueError(f"routed paths must start with '/', got {path!r}")
+        self.path = path
+        self.endpoint = endpoint
+        self.name = get_name(endpoint) if name is None else name
+
+    def compiled_path(self) -> tuple[Pattern[str], str, dict[str, Convertor[Any]]]:
+        raise NotImplementedError
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """A WebTransport session whose path matches; its path parameters are merged over
+        those of enclosing routes (``Mount``, ``Host``)."""
+        if scope["type"] != "webtransport":
+            return Match.NONE, {}
+        path_regex, _, param_convertors = self.compiled_path()
+        match = path_regex.match(route_path(scope))
+        if match is None:
+            return Match.NONE, {}
+        path_params = dict(scope.get("path_params", {}))
+        for key, value in match.groupdict().items():
+            path_params[key] = param_convertors[key].convert(value)
+        return Match.FULL, {"endpoint": self.endpoint, "path_params": path_params, "route": self}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        _, path_format, param_convertors = self.compiled_path()
+        if name != self.name or set(path_params) != set(param_convertors):
+            raise NoMatchFound(name, path_params)
+        path, remaining = replace_params(path_format, param_convertors, path_params)
+        assert not remaining
+        # WebTransport URLs are https:// URLs, so the URL is built as for HTTP.
+        return URLPath(path=path, protocol="http")
+
+    def __eq__(self, other: Any) -> bool:
+        return (
+            isinstance(other, type(self))
+            and self.path == other.path
+            and self.endpoint == other.endpoint
+        )
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(path={self.path!r}, name={self.name!r})"
+
+
+class WebTransportRoute(ExactPathRoute):
     """A WebTransport endpoint at ``path``, beside ``Route`` and ``WebSocketRoute``.
 
     ``endpoint`` is ``async def endpoint(session: WebTransportSession, ...)``, its other
@@ -148,11 +171,7 @@ class WebTransportRoute(BaseRoute):
         name: str | None = None,
         middleware: Sequence[Middleware] | None = None,
     ) -> None:
-        if not path.startswith("/"):
-            raise ValueError(f"routed paths must start with '/', got {path!r}")
-        self.path = path
-        self.endpoint = endpoint
-        self.name = get_name(endpoint) if name is None else name
+        self._target(path, endpoint, name)
 
         if is_function_endpoint(endpoint):
             self.app = session_app(endpoint)
@@ -163,29 +182,11 @@ class WebTransportRoute(BaseRoute):
 
         self.path_regex, self.path_format, self.param_convertors = compile_path(path)
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        path_params = match_path(scope, self.path_regex, self.param_convertors)
-        if path_params is None:
-            return Match.NONE, {}
-        return Match.FULL, {"endpoint": self.endpoint, "path_params": path_params, "route": self}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
-        if name != self.name:
-            raise NoMatchFound(name, path_params)
-        return build_url_path(name, self.path_format, self.param_convertors, path_params)
+    def compiled_path(self) -> tuple[Pattern[str], str, dict[str, Convertor[Any]]]:
+        return self.path_regex, self.path_format, self.param_convertors
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
-
-    def __eq__(self, other: Any) -> bool:
-        return (
-            isinstance(other, WebTransportRoute)
-            and self.path == other.path
-            and self.endpoint == other.endpoint
-        )
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(path={self.path!r}, name={self.name!r})"
 
 
 def resolve(routes: Sequence[BaseRoute], scope: Scope) -> tuple[BaseRoute, Scope] | None:

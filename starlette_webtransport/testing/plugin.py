@@ -17,29 +17,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..client import connect
-from ..server.certs import DevCertificate, generate_certificate, write_certificate
+from ..server.devcert import DevCertificateFiles, make_dev_certificate
 from ..session import WebTransportSession
 from .client import ASGIApp, WebTransportTestClient
 from .server import running_server
 
-
-@dataclass(frozen=True)
-class CertificateFiles:
-    """A development certificate and where its PEM files are."""
-
-    certificate: DevCertificate
-    certfile: Path
-    keyfile: Path
-
-    @property
-    def sha256(self) -> bytes:
-        return self.certificate.sha256
+CertificateFiles = DevCertificateFiles
+"""A development certificate and where its PEM files are."""
 
 
 @dataclass(frozen=True)
@@ -64,15 +53,13 @@ ClientFactory = Callable[..., contextlib.AbstractAsyncContextManager[WebTranspor
 @pytest.fixture
 def webtransport_certificate(tmp_path_factory: pytest.TempPathFactory) -> CertificateFiles:
     """A fresh certificate browsers and our client accept by hash, written to a temp dir."""
-    certificate = generate_certificate()
-    certfile, keyfile = write_certificate(certificate, tmp_path_factory.mktemp("webtransport"))
-    return CertificateFiles(certificate=certificate, certfile=certfile, keyfile=keyfile)
+    return make_dev_certificate(directory=tmp_path_factory.mktemp("webtransport"))
 
 
 @pytest.fixture
 def webtransport_server(webtransport_certificate: CertificateFiles) -> ServerFactory:
     """``async with webtransport_server(app, **serve_options) as server:`` serves ``app``
-    with :func:`~starlette_webtransport.server.serve.serve` on a free 127.0.0.1 port.
+    with :func:`~starlette_webtransport.server.serve` on a free 127.0.0.1 port.
 
     ``serve_options`` go to ``serve()`` (``graceful_timeout``, ``root_path``, hypercorn
     settings); the certificate is ``webtransport_certificate`` unless ``certfile`` and

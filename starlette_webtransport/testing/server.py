@@ -11,7 +11,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..server.serve import ServerState, serve
+from ..server.options import ServerState
+from ..server.serve import serve
 
 STARTUP_TIMEOUT = 10.0
 

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,12 +132,20 @@ def browser_available(browser: str) -> bool:
 
 
 async def run_page(
-    browser: str, url: str, *, timeout: float = 60.0, screenshot: Path | None = None
+    browser: str,
+    url: str,
+    *,
+    timeout: float = 60.0,
+    screenshot: Path | None = None,
+    crash: bool = False,
 ) -> dict[str, Any]:
     """Open ``url`` (plus ``report=``) in ``browser``; return the JSON the page posts.
 
     With ``screenshot`` (Chromium only) the page, as it is when it reports, is saved
-    there as a PNG of :data:`SCREEN` size."""
+    there as a PNG of :data:`SCREEN` size. The browser is stopped once the page has
+    reported: with SIGTERM, or with ``crash`` with SIGKILL to all its processes, as a
+    crash would, so that it closes nothing (no ``pagehide``, no QUIC close). The report
+    gets ``stoppedAt``: when the signal was sent, in ms on the clock of ``Date.now()``."""
     received: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -174,6 +183,7 @@ async def run_page(
         env={**os.environ, "HOME": str(profile)},
         start_new_session=True,
     )
+    report: dict[str, Any] | None = None
     try:
         try:
             report = await asyncio.wait_for(received, timeout)
@@ -184,8 +194,10 @@ async def run_page(
             await asyncio.wait_for(capture(profile, full_url, screenshot), 20)
         return report
     finally:
+        if report is not None:
+            report["stoppedAt"] = time.time() * 1000
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGKILL if crash else signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), 10)
         except TimeoutError:

@@ -14,7 +14,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import pull_quic_header
 
-from starlette_webtransport.server.certs import generate_certificate, write_certificate
+from starlette_webtransport.server.devcert import make_dev_certificate
 from starlette_webtransport.server.quic import RECEIVE_SIZE, limit_read_size
 from starlette_webtransport.transport import WebTransportQuicConnection
 
@@ -61,9 +61,9 @@ async def test_asyncio_reads_datagrams_into_the_buffer_we_size() -> None:
 
 
 def _pair(tmp_path: Path, server_class: type[QuicConnection]) -> tuple[Any, Any]:
-    certfile, keyfile = write_certificate(generate_certificate(), tmp_path)
+    files = make_dev_certificate(directory=tmp_path)
     server_config = QuicConfiguration(alpn_protocols=H3_ALPN, is_client=False)
-    server_config.load_cert_chain(certfile, keyfile)
+    server_config.load_cert_chain(files.certfile, files.keyfile)
     client_config = QuicConfiguration(alpn_protocols=H3_ALPN, is_client=True)
     client_config.verify_mode = 0  # ssl.CERT_NONE
     client = QuicConnection(configuration=client_config)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from starlette_webtransport.server import cli
 from starlette_webtransport.server.certs import load_certificate
 from starlette_webtransport.server.cli import ServeSettings, build_parser, main, serve_settings
 
@@ -184,3 +185,46 @@ def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
     )
     sha256 = load_certificate(tmp_path / "cert.pem").sha256.hex()
     assert f"certificate sha256: {sha256}" in result.stdout
+
+
+SAMPLES = {
+    "app": "other:app",
+    "host": "::1",
+    "port": "8443",
+    "http_port": "8080",
+    "certfile": "c.pem",
+    "keyfile": "k.pem",
+    "workers": "3",
+    "reload": "1",
+    "log_level": "debug",
+    "root_path": "/api",
+    "graceful_timeout": "2.5",
+    "accept_timeout": "3",
+    "pending_timeout": "1.5",
+    "receive_memory": "64M",
+    "udp_buffer": "1M",
+    "idle_timeout": "30",
+    "keep_alive": "4",
+    "broadcast": "redis://localhost:6379/0",
+}
+
+
+@pytest.mark.parametrize("name", sorted(cli._SETTINGS))
+def test_every_setting_is_a_flag_and_a_variable_that_agree(name: str) -> None:
+    """One table declares each setting, so its flag and its environment variable exist
+    together and parse alike; a setting added without a sample here fails this test."""
+    text = SAMPLES[name]
+    needed = {"app": "pkg:app"} if name != "app" else {}
+    paired = {"certfile": "keyfile", "keyfile": "certfile"}.get(name)
+    environ = {f"STARLETTE_WEBTRANSPORT_{key.upper()}": v for key, v in needed.items()}
+    flags = [needed["app"]] if needed else []
+    if paired:
+        environ[f"STARLETTE_WEBTRANSPORT_{paired.upper()}"] = SAMPLES[paired]
+    by_variable = settings([], {**environ, f"STARLETTE_WEBTRANSPORT_{name.upper()}": text})
+    if name == "app":
+        by_flag = settings([text], environ)
+    elif name == "reload":
+        by_flag = settings([*flags, "--reload"], environ)
+    else:
+        by_flag = settings([*flags, "--" + name.replace("_", "-"), text], environ)
+    assert by_flag == by_variable != settings(["pkg:app"], {})

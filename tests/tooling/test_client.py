@@ -58,11 +58,8 @@ from starlette_webtransport.protocol.settings import (
     SETTINGS_WT_MAX_SESSIONS,
     FlowControlLimits,
 )
-from starlette_webtransport.server.certs import (
-    DevCertificate,
-    generate_certificate,
-    write_certificate,
-)
+from starlette_webtransport.server.certs import DevCertificate
+from starlette_webtransport.server.devcert import make_dev_certificate
 from starlette_webtransport.server.quic import STREAM_WINDOW
 from starlette_webtransport.session import (
     DatagramTooLargeError,
@@ -292,12 +289,12 @@ class RawServer:
 async def raw_server(
     tmp_path: Path, *, webtransport: bool = True, draft13: bool = False
 ) -> AsyncIterator[RawServer]:
-    certificate = generate_certificate()
-    certfile, keyfile = write_certificate(certificate, tmp_path)
+    files = make_dev_certificate(directory=tmp_path)
+    certificate, certfile = files.certificate, files.certfile
     configuration = QuicConfiguration(
         is_client=False, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536
     )
-    configuration.load_cert_chain(certfile, keyfile)
+    configuration.load_cert_chain(files.certfile, files.keyfile)
     record = Record()
 
     def create_protocol(*args: Any, **kwargs: Any) -> RawWebTransportServer:

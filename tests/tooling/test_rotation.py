@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 from datetime import UTC, datetime
 
 import pytest
 
 from starlette_webtransport.client import WebTransportConnectError, connect
+from starlette_webtransport.server import devcert
 from starlette_webtransport.session import WebTransportSession
 from starlette_webtransport.testing.server import running_server
-
-# The package exports a function named ``serve``, which hides the module of that name.
-serve_module = importlib.import_module("starlette_webtransport.server.serve")
 
 
 async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def,type-arg]
@@ -24,7 +21,7 @@ async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-de
 
 
 async def test_certificate_rotates_before_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(serve_module, "ROTATION_CHECK_INTERVAL", 0.05)
+    monkeypatch.setattr(devcert, "ROTATION_CHECK_INTERVAL", 0.05)
     async with running_server(app) as server:
         old = server.certificate_sha256
         url = f"https://127.0.0.1:{server.port}/"
