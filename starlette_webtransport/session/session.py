@@ -8,7 +8,7 @@ the reader applies that to a stream, a pending open, the datagram queue or the s
 itself. Everything the app sends is a plain ``await send(...)``, so backpressure is the
 server's and is never hidden behind a local buffer. The scope's facts are
 :class:`~.scope.ScopeView`'s, the counters and reports :mod:`.diagnostics`', and streams
-and datagrams see the session only through :class:`_Host` (and :mod:`.streamset`).
+and datagrams see the session only through :class:`~.streamset.StreamSet`.
 
 With a server of spec 1.1 (``extensions.webtransport.consumed``) the receive credit of a
 stream goes back as the app reads that stream (:mod:`.credit`), so the reader never stops
@@ -23,8 +23,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..asgi import Message, Receive, Scope, Send
 from . import constants
@@ -46,10 +46,11 @@ from .stream import (
     WebTransportStream,
     check_code,
 )
-from .streamset import StreamSet
+from .streamset import Link, StreamSet
+from .structured_factories import StructuredFactories
 
 if TYPE_CHECKING:
-    from ..structured import Schema, Serializer, StructuredDatagramTransport, StructuredStream
+    pass
 
 __all__ = ["ASGIChannel", "ConnectionInfo", "SessionStats", "WebTransportSession"]
 
@@ -60,7 +61,7 @@ logger = logging.getLogger("starlette_webtransport.session")
 _OPEN_STATES = (SessionState.CONNECTED, SessionState.DRAINING)
 
 
-class WebTransportSession(ScopeView, EventEmitter):
+class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
     """A WebTransport session, server or client role, built from an ASGI scope.
 
     Server role: ``await session.accept()`` (or ``reject()``), then use streams and
@@ -84,10 +85,6 @@ class WebTransportSession(ScopeView, EventEmitter):
         self._state = SessionState.CONNECTING
         self._connect_received = False
         self._protocol = None if self._role == "server" else _negotiated_protocol(scope)
-        self._host = _Host(self)
-        self._datagrams = WebTransportDatagramTransport(
-            self._host, max_datagram_size=int(extension["max_datagram_size"])
-        )
         self._reader: asyncio.Task[None] | None = None
         self._ready_event = asyncio.Event()
         self._closed_event = asyncio.Event()
@@ -103,13 +100,24 @@ class WebTransportSession(ScopeView, EventEmitter):
             emit_health=lambda issues: self._emit(EventType.SESSION_HEALTH, issues=issues),
         )
         self._stats = self._diagnostics.stats
+        link = Link(
+            self,
+            check_open=self._check_open,
+            closed_error=self._closed_error,
+            send=self._send_stream_message,
+            send_raw=self._send,
+            emit=self._emit,
+        )
         self._streams = StreamSet(
-            self._host,
+            link,
             self._diagnostics,
             local_bit=1 if self._role == "server" else 0,
             consumed_mode=bool(extension.get("consumed", False)),
         )
         self._diagnostics.watch(self._streams)
+        self._datagrams = WebTransportDatagramTransport(
+            self._streams, max_datagram_size=int(extension["max_datagram_size"])
+        )
 
     def __repr__(self) -> str:
         state = self._state.value
@@ -294,63 +302,6 @@ class WebTransportSession(ScopeView, EventEmitter):
         timeout: float | None = None,
     ) -> WebTransportSendStream:
         return await self._streams.open(bidirectional=False, timeout=timeout)
-
-    @overload
-    async def create_structured_stream(
-        self, *, schema: Schema[T], timeout: float | None = None
-    ) -> StructuredStream[T]: ...
-
-    @overload
-    async def create_structured_stream(
-        self,
-        *,
-        serializer: Serializer,
-        registry: Mapping[int, type[T]],
-        timeout: float | None = None,
-    ) -> StructuredStream[T]: ...
-
-    async def create_structured_stream(
-        self,
-        *,
-        serializer: Serializer | None = None,
-        registry: Mapping[int, type[T]] | None = None,
-        timeout: float | None = None,
-        schema: Schema[T] | None = None,
-    ) -> StructuredStream[T]:
-        """A new bidirectional stream carrying typed messages (``structured``): give a
-        shared ``schema``, or the ``serializer`` and ``registry`` to build one from."""
-        from ..structured import StructuredStream
-        from ..structured.schema import resolve_schema
-
-        resolved = resolve_schema(schema, serializer, registry)  # bad arguments open nothing
-        stream = await self.create_bidirectional_stream(timeout=timeout)
-        return StructuredStream(stream, schema=resolved)
-
-    @overload
-    async def create_structured_datagram_transport(
-        self, *, schema: Schema[T]
-    ) -> StructuredDatagramTransport[T]: ...
-
-    @overload
-    async def create_structured_datagram_transport(
-        self, *, serializer: Serializer, registry: Mapping[int, type[T]]
-    ) -> StructuredDatagramTransport[T]: ...
-
-    async def create_structured_datagram_transport(
-        self,
-        *,
-        serializer: Serializer | None = None,
-        registry: Mapping[int, type[T]] | None = None,
-        schema: Schema[T] | None = None,
-    ) -> StructuredDatagramTransport[T]:
-        """Typed messages over this session's datagrams (``structured``), from a shared
-        ``schema`` or a ``serializer`` and ``registry``."""
-        from ..structured import StructuredDatagramTransport
-        from ..structured.schema import resolve_schema
-
-        return StructuredDatagramTransport(
-            self._datagrams, schema=resolve_schema(schema, serializer, registry)
-        )
 
     async def accept_bidirectional_stream(
         self, *, timeout: float | None = None
@@ -539,52 +490,3 @@ class WebTransportSession(ScopeView, EventEmitter):
             self._diagnostics.record_protocol_error(effect.text)
         else:
             await self._streams.apply(effect)
-
-
-class _Host:
-    """What the session's streams (:class:`~.streamset.Host`) and datagram transport
-    (:class:`~.datagram.DatagramOwner`) see of it: a few calls, nothing else."""
-
-    __slots__ = ("_session",)
-
-    def __init__(self, session: WebTransportSession) -> None:
-        self._session = session
-
-    @property
-    def config(self) -> SessionConfig:
-        return self._session.config
-
-    @property
-    def close_code(self) -> int | None:
-        return self._session.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        return self._session.close_reason
-
-    @property
-    def session_id(self) -> str:
-        return self._session.session_id
-
-    @property
-    def is_closed(self) -> bool:
-        return self._session.is_closed
-
-    def check_open(self) -> None:
-        self._session._check_open()
-
-    def closed_error(self) -> SessionClosedError:
-        return self._session._closed_error()
-
-    async def send(self, message: Message) -> None:
-        await self._session._send_stream_message(message)
-
-    async def send_raw(self, message: Message) -> None:
-        await self._session._send(message)
-
-    async def emit(self, event_type: EventType, **data: Any) -> None:
-        await self._session._emit(event_type, **data)
-
-    def datagram_sent(self, size: int) -> None:
-        self._session._stats.datagrams_sent += 1
-        self._session._diagnostics.datagram_bytes_sent += size

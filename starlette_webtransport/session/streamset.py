@@ -1,7 +1,7 @@
 """The streams of one session: opening, admitting, feeding, and their receive credit.
 
 :class:`StreamSet` is what the session's streams see of it (it is their
-:class:`~.stream.StreamOwner`), and it sees the session only through :class:`Host`. The
+:class:`~.stream.StreamOwner`), and it sees the session only through :class:`Link`. The
 session's reader hands it the stream effects of each received message
 (:mod:`.demux`); the public stream calls of the session (``create_*_stream()``,
 ``accept_*_stream()``, ``incoming_streams()``) are delegations to it.
@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from .diagnostics import Diagnostics
 
 
-class Host(Protocol):
-    """What the streams need of their session."""
+class Facade(Protocol):
+    """The session's public face, as far as its streams read it."""
 
     @property
     def config(self) -> SessionConfig: ...
@@ -56,18 +56,21 @@ class Host(Protocol):
     @property
     def is_closed(self) -> bool: ...
 
-    def check_open(self) -> None:
-        """Raise unless the session is CONNECTED or DRAINING."""
 
-    def closed_error(self) -> SessionClosedError: ...
+@dataclass(frozen=True, slots=True)
+class Link:
+    """All the streams need of their session: its public face and the calls it hands over."""
 
-    async def send(self, message: Message) -> None:
-        """A post-accept message; :class:`SessionClosedError` once the session is over."""
-
-    async def send_raw(self, message: Message) -> None:
-        """The same without the session's checks; the server's ``OSError`` passes."""
-
-    async def emit(self, event_type: EventType, **data: Any) -> None: ...
+    session: Facade
+    check_open: Callable[[], None]
+    """Raise unless the session is CONNECTED or DRAINING."""
+    closed_error: Callable[[], SessionClosedError]
+    send: Callable[[Message], Awaitable[None]]
+    """A post-accept message; :class:`SessionClosedError` once the session is over."""
+    send_raw: Callable[[Message], Awaitable[None]]
+    """The same without the session's checks; the server's ``OSError`` passes."""
+    emit: Callable[..., Awaitable[None]]
+    """``emit(event_type, **data)``: the session's events."""
 
 
 @dataclass(eq=False, slots=True)
@@ -81,9 +84,10 @@ class StreamSet:
     """Live streams, peer streams waiting for the app, opens waiting for the server."""
 
     def __init__(
-        self, host: Host, diagnostics: Diagnostics, *, local_bit: int, consumed_mode: bool
+        self, link: Link, diagnostics: Diagnostics, *, local_bit: int, consumed_mode: bool
     ) -> None:
-        self._host = host
+        self._link = link
+        self._session = link.session
         self._diagnostics = diagnostics
         self.streams: dict[int, _StreamBase] = {}
         self.incoming: deque[StreamType] = deque()
@@ -100,7 +104,7 @@ class StreamSet:
 
     def receive(self, message: Mapping[str, Any]) -> list[fx.Effect]:
         """The effects of a received message (:class:`~.demux.Demux`)."""
-        config = self._host.config
+        config = self._session.config
         admit = (
             len(self.streams) + len(self.pending) < config.max_streams
             and len(self.incoming) < config.max_incoming_streams
@@ -125,13 +129,13 @@ class StreamSet:
             stream = self.streams[effect.stream_id]
             stream._peer_reset(effect.code)
             self._diagnostics.stats.stream_errors += 1
-            await self._host.emit(EventType.STREAM_RESET, stream=stream, code=effect.code)
+            await self._link.emit(EventType.STREAM_RESET, stream=stream, code=effect.code)
             await self.changed(stream)
         elif isinstance(effect, fx.PeerStopped):
             stream = self.streams[effect.stream_id]
             if stream._peer_stopped(effect.code):
                 self._diagnostics.stats.stream_errors += 1
-                await self._host.emit(EventType.STREAM_STOPPED, stream=stream, code=effect.code)
+                await self._link.emit(EventType.STREAM_STOPPED, stream=stream, code=effect.code)
                 await self.changed(stream)
         elif isinstance(effect, fx.Refuse):
             await self._refuse(effect.stream_id, effect.bidirectional)
@@ -141,7 +145,7 @@ class StreamSet:
         self._consumed.clear()  # the server returns all credit of an ended session
         for pending in self.pending:
             if not pending.future.done():
-                pending.future.set_exception(self._host.closed_error())
+                pending.future.set_exception(self._link.closed_error())
         self.pending.clear()
         streams = list(self.streams.values())
         for stream in streams:
@@ -153,12 +157,12 @@ class StreamSet:
     # --- what the app asks, through the session ----------------------------------------
 
     async def open(self, *, bidirectional: bool, timeout: float | None) -> WebTransportSendStream:
-        host = self._host
-        host.check_open()
-        config = host.config
+        link = self._link
+        link.check_open()
+        config = self._session.config
         if len(self.streams) + len(self.pending) >= config.max_streams:
             raise StreamLimitError(
-                f"session {host.session_id} has {len(self.streams)} open streams and "
+                f"session {self._session.session_id} has {len(self.streams)} open streams and "
                 f"{len(self.pending)} pending opens; max_streams is {config.max_streams}"
             )
         timeout = config.stream_open_timeout if timeout is None else timeout
@@ -166,7 +170,7 @@ class StreamSet:
         # Queued before sending: the reply may be processed before send() returns.
         self.pending.append(pending)
         try:
-            await host.send({"type": "webtransport.stream.open", "bidirectional": bidirectional})
+            await link.send({"type": "webtransport.stream.open", "bidirectional": bidirectional})
         except BaseException:
             if pending in self.pending:
                 self.pending.remove(pending)
@@ -199,13 +203,13 @@ class StreamSet:
                         if is_unidirectional(stream.stream_id) != bidirectional:
                             self.incoming.remove(stream)
                             return stream
-                    if self._host.is_closed:
-                        raise self._host.closed_error()
+                    if self._session.is_closed:
+                        raise self._link.closed_error()
                     self._incoming_changed.clear()
                     await self._incoming_changed.wait()
         except TimeoutError:
             raise WebTransportTimeoutError(
-                f"no {kind} stream from the peer of session {self._host.session_id} "
+                f"no {kind} stream from the peer of session {self._session.session_id} "
                 f"within {timeout} s"
             ) from None
 
@@ -213,28 +217,28 @@ class StreamSet:
         while True:
             if self.incoming:
                 yield self.incoming.popleft()
-            elif self._host.is_closed:
+            elif self._session.is_closed:
                 return
             else:
                 self._incoming_changed.clear()
                 await self._incoming_changed.wait()
 
-    # --- StreamOwner: what the streams see ---------------------------------------------
+    # --- StreamOwner and DatagramOwner: what the streams and datagrams see -----------
 
     @property
     def config(self) -> SessionConfig:
-        return self._host.config
+        return self._session.config
 
     @property
     def close_code(self) -> int | None:
-        return self._host.close_code
+        return self._session.close_code
 
     @property
     def close_reason(self) -> str | None:
-        return self._host.close_reason
+        return self._session.close_reason
 
     async def send(self, message: Message) -> None:
-        await self._host.send(message)
+        await self._link.send(message)
 
     async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:
         if error:
@@ -242,13 +246,25 @@ class StreamSet:
         if stream._state_changed() and self.streams.pop(stream.stream_id, None) is not None:
             self.demux.retire(stream.stream_id)
             self._diagnostics.stats.streams_closed += 1
-            await self._host.emit(EventType.STREAM_CLOSED, stream=stream)
+            await self._link.emit(EventType.STREAM_CLOSED, stream=stream)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._session.is_closed
+
+    def closed_error(self) -> SessionClosedError:
+        return self._link.closed_error()
+
+    def datagram_sent(self, size: int) -> None:
+        """DatagramOwner: the datagram transport reports here too."""
+        self._diagnostics.stats.datagrams_sent += 1
+        self._diagnostics.datagram_bytes_sent += size
 
     def wrote(self, stream: _StreamBase, size: int, waited: float) -> None:
         self._diagnostics.record_write(stream.stream_id, size, waited)
 
     def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
-        if not self.consumed_mode or self._host.is_closed:
+        if not self.consumed_mode or self._session.is_closed:
             return  # 1.0 server, or the session ended: the server returned everything
         counts = self._consumed
         due = counts.taken(stream.stream_id, size) if size else False
@@ -268,7 +284,7 @@ class StreamSet:
             self._consumed_due.clear()
             for stream_id, size in self._consumed.due():
                 try:
-                    await self._host.send_raw(
+                    await self._link.send_raw(
                         {"type": "webtransport.stream.consumed", "stream": stream_id, "bytes": size}
                     )
                 except OSError:
@@ -318,22 +334,22 @@ class StreamSet:
         self._register(stream)
         self.incoming.append(stream)
         self._incoming_changed.set()
-        await self._host.emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
+        await self._link.emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
 
     async def _refuse(self, stream_id: int, bidirectional: bool) -> None:
         self._diagnostics.streams_refused += 1
         code = constants.STREAM_REFUSED_CODE
         try:
-            await self._host.send_raw(
+            await self._link.send_raw(
                 {"type": "webtransport.stream.stop_sending", "stream": stream_id, "code": code}
             )
             if bidirectional:
-                await self._host.send_raw(
+                await self._link.send_raw(
                     {"type": "webtransport.stream.reset", "stream": stream_id, "code": code}
                 )
         except OSError:
             return
-        await self._host.emit(EventType.STREAM_REFUSED, stream_id=stream_id)
+        await self._link.emit(EventType.STREAM_REFUSED, stream_id=stream_id)
 
     async def _on_opened(self, stream_id: int, bidirectional: bool) -> None:
         pending = self.pending.popleft()
@@ -342,11 +358,11 @@ class StreamSet:
             self._diagnostics.streams_abandoned += 1
             code = constants.STREAM_ABANDONED_CODE
             with contextlib.suppress(OSError):
-                await self._host.send_raw(
+                await self._link.send_raw(
                     {"type": "webtransport.stream.reset", "stream": stream_id, "code": code}
                 )
                 if bidirectional:
-                    await self._host.send_raw(
+                    await self._link.send_raw(
                         {
                             "type": "webtransport.stream.stop_sending",
                             "stream": stream_id,
@@ -361,4 +377,4 @@ class StreamSet:
         )
         self._register(stream)
         pending.future.set_result(stream)
-        await self._host.emit(EventType.STREAM_OPENED, stream=stream, initiator="local")
+        await self._link.emit(EventType.STREAM_OPENED, stream=stream, initiator="local")
