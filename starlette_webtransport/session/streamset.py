@@ -1,7 +1,8 @@
 """The streams of one session: opening, admitting, feeding, and their receive credit.
 
-:class:`StreamSet` is what the session's streams see of it (it is their
-:class:`~.stream.StreamOwner`), and it sees the session only through :class:`Link`. The
+:class:`StreamSet` is what the session's streams and datagram transport see of it (their
+:class:`~.stream.StreamOwner` and :class:`~.datagram.DatagramOwner`), and it sees the
+session only through :class:`Link`. The
 session's reader hands it the stream effects of each received message
 (:mod:`.demux`); the public stream calls of the session (``create_*_stream()``,
 ``accept_*_stream()``, ``incoming_streams()``) are delegations to it.
