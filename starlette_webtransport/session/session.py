@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..asgi import Message, Receive, Scope, Send
+from ..protocol.errors import check_close
 from . import constants
 from . import demux as fx
 from .config import SessionConfig
@@ -44,7 +45,6 @@ from .stream import (
     WebTransportReceiveStream,
     WebTransportSendStream,
     WebTransportStream,
-    check_code,
 )
 from .streamset import Link, StreamSet
 from .structured_factories import StructuredFactories
@@ -259,14 +259,9 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         belongs to the server and may carry other sessions, and the contract gives a
         session no way to close it (see docs/session-api.md).
         """
-        check_code(code)
         if not isinstance(reason, str):
             raise TypeError(f"reason must be a str, not {type(reason).__name__}")
-        if len(reason.encode()) > constants.MAX_CLOSE_REASON_BYTES:
-            raise ValueError(
-                f"the close reason is {len(reason.encode())} bytes of UTF-8; "
-                f"the limit is {constants.MAX_CLOSE_REASON_BYTES}"
-            )
+        check_close(code, reason)
         if self._state is SessionState.CLOSED:
             return
         if self._state is SessionState.CLOSING:

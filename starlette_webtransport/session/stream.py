@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from ..protocol.errors import check_code
 from . import constants
 from .exceptions import (
     SessionClosedError,
@@ -56,11 +57,6 @@ class StreamOwner(Protocol):
 
     def unread(self, stream: _StreamBase, size: int) -> None:
         """``size`` bytes the app took went back to the buffer."""
-
-
-def check_code(code: int) -> None:
-    if not isinstance(code, int) or not 0 <= code <= constants.MAX_ERROR_CODE:
-        raise ValueError(f"error codes are integers 0..{constants.MAX_ERROR_CODE}, got {code!r}")
 
 
 class _StreamBase:
@@ -310,7 +306,7 @@ class WebTransportReceiveStream(_StreamBase):
 
     async def stop_sending(self, code: int = 0) -> None:
         """Tell the peer we will read no more (STOP_SENDING) and drop unread data."""
-        check_code(code)
+        check_code(code, "error codes")
         self._owner.consumed(self, len(self._buffer), flush=True)  # dropped: consumed
         self._buffer.clear()
         self._space.set()
@@ -435,7 +431,7 @@ class WebTransportSendStream(_StreamBase):
     async def reset(self, code: int = 0) -> None:
         """Abandon the sending side (RESET_STREAM); unsent data is discarded. No-op once
         the side is finished, reset or stopped, as for the server."""
-        check_code(code)
+        check_code(code, "error codes")
         if self._send is not Side.OPEN:
             return
         self._send = Side.RESET
@@ -482,7 +478,7 @@ class WebTransportStream(WebTransportSendStream, WebTransportReceiveStream):
         """End both directions at once with ``code``: RESET_STREAM for our sending side and
         STOP_SENDING for the peer's, each unless that side is already over. Only this
         stream ends; the session goes on."""
-        check_code(code)
+        check_code(code, "error codes")
         await self.reset(code)
         await self.stop_sending(code)
 

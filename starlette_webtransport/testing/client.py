@@ -32,9 +32,9 @@ from ..asgi import (
     make_scope,
     unrouted_webtransport,
 )
+from ..protocol.errors import check_close, check_code
 from ..protocol.settings import serialize_protocol
 from ..session import SessionConfig, SessionRejectedError, WebTransportSession
-from ..session.constants import MAX_CLOSE_REASON_BYTES, MAX_ERROR_CODE
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -153,12 +153,6 @@ class _StreamRecord:
         return self.bidirectional or self.opener != role
 
 
-def _check_code(code: Any) -> int:
-    if not isinstance(code, int) or not 0 <= code <= MAX_ERROR_CODE:
-        raise ValueError(f"error codes are integers 0..{MAX_ERROR_CODE}, got {code!r}")
-    return code
-
-
 class _MemoryChannel:
     """The in-memory server: both sides' ``receive``/``send`` of one session."""
 
@@ -216,10 +210,9 @@ class _MemoryChannel:
         if kind in ("webtransport.accept", "webtransport.reject"):
             raise ChannelClosedError(f"{kind!r} after the session was accepted")
         if kind == "webtransport.close":
-            reason = message.get("reason", "")
-            if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
-                raise ValueError(f"close reason over {MAX_CLOSE_REASON_BYTES} bytes")
-            self.end_session(_check_code(message.get("code", 0)), reason)
+            code, reason = message.get("code", 0), message.get("reason", "")
+            check_close(code, reason)
+            self.end_session(code, reason)
         elif kind == "webtransport.drain":
             self.peer(role).push({"type": "webtransport.drain"})
         elif kind == "webtransport.datagram.send":
@@ -229,9 +222,13 @@ class _MemoryChannel:
         elif kind == "webtransport.stream.send":
             await self._stream_send(role, message)
         elif kind == "webtransport.stream.reset":
-            self._stream_reset(role, message["stream"], _check_code(message.get("code", 0)))
+            self._stream_reset(
+                role, message["stream"], check_code(message.get("code", 0), "error codes")
+            )
         elif kind == "webtransport.stream.stop_sending":
-            self._stop_sending(role, message["stream"], _check_code(message.get("code", 0)))
+            self._stop_sending(
+                role, message["stream"], check_code(message.get("code", 0), "error codes")
+            )
         elif kind == "webtransport.stream.consumed":
             size = message["bytes"]
             if not isinstance(size, int) or size < 0:

@@ -241,7 +241,7 @@ async def test_close_code_and_reason_reach_the_other_end(live: Live, closer: str
         closed: list[dict[str, Any]] = []
         peer.on("session.closed", lambda event: closed.append(dict(event.data)))
         reason = "é" * 512  # the largest reason: 1024 bytes of UTF-8
-        with pytest.raises(ValueError, match="1026 bytes"):
+        with pytest.raises(ValueError, match="1026 UTF-8 bytes"):
             await local.close(code=1, reason=reason + "é")
         with pytest.raises(ValueError):
             await local.close(code=2**32)
