@@ -384,9 +384,10 @@ def main() -> int:
     parser.add_argument(
         "--quiet",
         type=float,
-        default=5.0,
-        help="seconds to wait before the baseline, and "
-        "at most for the server to settle after the load",
+        default=20.0,
+        help="seconds to wait before the baseline, and at most for the server to settle "
+        "after the load (above the 7 s idle timeout: a client whose CONNECTION_CLOSE was "
+        "lost under load is only seen gone by it)",
     )
     parser.add_argument("--largest", type=int, default=256 * 1024, help="largest stream, bytes")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
