@@ -6,6 +6,15 @@ client, the Python client) produce and consume exactly these dictionaries, and t
 session layer is written against nothing else, so any server that speaks the spec can
 host a :class:`~starlette_webtransport.session.WebTransportSession`.
 
+The types are checked, not only written: each implementation's ``send`` and ``receive``
+take and return :data:`SendMessage` and :data:`ReceiveEvent` (:data:`ContractSend`,
+:data:`ContractReceive`), narrow them with ``match message["type"]`` and end the match
+with :func:`unknown_message`, so ``mypy --strict`` fails wherever one forgets a message
+type. The rules every server shares are here too, written once: the exit rule
+(:func:`exit_message`, spec section 6) and the error of ``send`` after the end
+(:class:`SessionGone`, section 4). TypedDicts are plain dicts at run time, and a
+``match`` on one key costs what the ``if`` chains before it did: the hot path pays nothing.
+
 Stream ids follow QUIC numbering on every side of the contract: bit 0 tells who opened
 the stream (0 client, 1 server) and bit 1 tells the direction (0 bidirectional,
 1 unidirectional). Using the transport's own ids keeps the server's hot path free of
@@ -14,8 +23,8 @@ translation tables and lets logs be correlated with packet captures.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Literal, NotRequired, TypedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any, Literal, Never, NotRequired, TypedDict, cast
 
 SPEC_VERSION = "1.1"
 """Version of the schema in ``docs/asgi-webtransport.md``; servers put it in the scope."""
@@ -254,6 +263,54 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+"""What an ASGI app is called with, typed as Starlette types them: one app routes HTTP,
+WebSocket and WebTransport scopes, so its ``receive``/``send`` cannot name our messages."""
+
+ContractReceive = Callable[[], Awaitable[ReceiveEvent]]
+ContractSend = Callable[[SendMessage], Awaitable[None]]
+"""The same two callables as this contract types them: what every server implements
+(the adapter's and the Python client's ``SessionChannel``, the in-process test client)
+and what the session consumes, so ``mypy --strict`` holds each to the schema."""
+
+DEFAULT_REJECT_STATUS = 403
+"""The status of a rejection nobody chose (spec sections 4 and 6): ``reject`` without a
+``status``, ``close`` before accept, and an app that returns before accepting."""
+
+
+class SessionGone(OSError):
+    """Raised by a server's ``send`` once the session is over (spec section 4): a second
+    ``accept``/``reject``, or anything after ``close`` or after the app received
+    ``webtransport.disconnect``; an ``OSError``, as a closed WebSocket raises. Every
+    server of this package raises this one class."""
+
+
+def exit_message(*, accepted: bool, failed: bool) -> RejectMessage | CloseMessage:
+    """What a server sends in the app's stead when the app returns (``failed``: raises)
+    while its session is still open (spec section 6): before accept a rejection, 403 or
+    500; after accept a close with code 0, and the reason ``"internal server error"``
+    after a failure. An app that raised :class:`SessionEnd` returned (see
+    :func:`is_session_end`)."""
+    if not accepted:
+        return {"type": "webtransport.reject", "status": 500 if failed else DEFAULT_REJECT_STATUS}
+    return {
+        "type": "webtransport.close",
+        "code": 0,
+        "reason": "internal server error" if failed else "",
+    }
+
+
+def unknown_message(message: Never) -> str:
+    """The last case of every ``match message["type"]`` over the contract's messages.
+
+    ``message`` is typed ``Never``, as in :func:`typing.assert_never`: once the cases
+    before it have narrowed the union away nothing is left, and ``mypy --strict``
+    rejects the call, naming the missing ``TypedDict``, if an implementation forgot a
+    message type. At run time only a peer that breaks the contract gets here; this
+    returns the words for what the caller does about it (a server raises ``ValueError``,
+    the session records a violation and goes on), where ``assert_never`` would raise
+    ``AssertionError`` instead.
+    """
+    return f"unexpected ASGI message {cast(Mapping[str, object], message).get('type')!r}"
 
 
 def make_scope(

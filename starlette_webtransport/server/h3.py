@@ -26,7 +26,13 @@ from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
 from hypercorn.utils import filter_pseudo_headers
 
-from ..asgi import CloseCause, is_session_end, make_scope, unrouted_webtransport
+from ..asgi import (
+    CloseCause,
+    exit_message,
+    is_session_end,
+    make_scope,
+    unrouted_webtransport,
+)
 from ..protocol.errors import H3_REQUEST_REJECTED
 from ..protocol.settings import Draft, negotiate_draft, parse_available_protocols
 from ..transport import (
@@ -182,13 +188,12 @@ class WebTransportSessionHandler(SessionChannel):
             self.task = None
             try:
                 if not self.finished and not self.router.closed:
-                    if not self.accepted:
-                        self._reject(500 if failed else 403, ())
+                    message = exit_message(accepted=self.accepted, failed=failed)
+                    if message["type"] == "webtransport.reject":
+                        self._reject(message["status"], ())
                     else:
-                        if failed:
-                            self._close(0, "internal server error", "error")
-                        else:
-                            self._close(0, "")
+                        reason = message.get("reason", "")
+                        self._close(message.get("code", 0), reason, "error" if failed else "closed")
                 self.release_queued()
             except Exception:  # never let one session's cleanup stop the server
                 log.exception("closing session %s failed", self.scope_session_id)

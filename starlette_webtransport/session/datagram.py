@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from .exceptions import DatagramTooLargeError, SessionClosedError
 
 if TYPE_CHECKING:
-    from ..asgi import Message
+    from ..asgi import SendMessage
     from .config import SessionConfig
 
 
@@ -29,7 +29,7 @@ class DatagramOwner(Protocol):
     @property
     def is_closed(self) -> bool: ...
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: SendMessage) -> None:
         """Send a post-accept message; :class:`SessionClosedError` once it is over."""
 
     def datagram_sent(self, size: int) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from ..asgi import is_unidirectional
+from ..asgi import ReceiveEvent, is_unidirectional, unknown_message
 from .constants import RETIRED_STREAM_MEMORY
 from .state import Side
 
@@ -145,7 +145,7 @@ class Demux:
 
     def receive(
         self,
-        message: Mapping[str, Any],
+        message: ReceiveEvent,
         *,
         streams: Mapping[int, Sides],
         admit: bool,
@@ -153,31 +153,41 @@ class Demux:
     ) -> list[Effect]:
         """The effects of ``message``. ``streams``: the session's live streams; ``admit``:
         whether a new peer stream fits the session's limits; ``oldest_open``: the kind
-        (bidirectional?) of the oldest pending open, ``None`` if there is none."""
-        kind = message.get("type")
-        if kind == "webtransport.stream.receive":
-            return self._data(
-                message["stream"],
-                message.get("data", b""),
-                message.get("end_stream", False),
-                streams,
-                admit,
-            )
-        if kind == "webtransport.datagram.receive":
-            return [Datagram(message["data"])]
-        if kind == "webtransport.stream.opened":
-            return self._opened(message["stream"], message["bidirectional"], oldest_open)
-        if kind == "webtransport.stream.reset":
-            return self._reset(message["stream"], message.get("code"), streams)
-        if kind == "webtransport.stream.stop_sending":
-            return self._stop(message["stream"], message.get("code"), streams)
-        if kind == "webtransport.drain":
-            return [Drain()]
-        if kind == "webtransport.disconnect":
-            return [
-                Disconnect(message.get("code", 0), message.get("reason", ""), message.get("cause"))
-            ]
-        return [Violation(f"unexpected ASGI message {kind!r}")]
+        (bidirectional?) of the oldest pending open, ``None`` if there is none.
+
+        Keys a server may leave out are read with their defaults; a message of a type
+        the contract does not have (or of no type) is a :class:`Violation`, not an error."""
+        try:
+            match message["type"]:
+                case "webtransport.stream.receive":
+                    return self._data(
+                        message["stream"],
+                        message.get("data", b""),
+                        message.get("end_stream", False),
+                        streams,
+                        admit,
+                    )
+                case "webtransport.datagram.receive":
+                    return [Datagram(message["data"])]
+                case "webtransport.stream.opened":
+                    return self._opened(message["stream"], message["bidirectional"], oldest_open)
+                case "webtransport.stream.reset":
+                    return self._reset(message["stream"], message.get("code"), streams)
+                case "webtransport.stream.stop_sending":
+                    return self._stop(message["stream"], message.get("code"), streams)
+                case "webtransport.drain":
+                    return [Drain()]
+                case "webtransport.disconnect":
+                    code, reason = message.get("code", 0), message.get("reason", "")
+                    return [Disconnect(code, reason, message.get("cause"))]
+                case "webtransport.connect":
+                    return [Violation("unexpected ASGI message 'webtransport.connect'")]
+                case _:
+                    return [Violation(unknown_message(message))]
+        except KeyError:
+            if "type" in message:
+                raise  # a key of the message's own type is missing: the server is broken
+            return [Violation("unexpected ASGI message None")]
 
     def _data(
         self, stream_id: int, data: bytes, end: bool, streams: Mapping[int, Sides], admit: bool

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from starlette.datastructures import URL, Address, Headers, QueryParams, State
 
-from ..asgi import Receive, Scope, Send
+from ..asgi import ContractReceive, ContractSend, Receive, Scope, Send
 from ..protocol.settings import parse_available_protocols
 
 
@@ -38,8 +38,8 @@ class ASGIChannel:
     for code that needs to know which server hosts the session."""
 
     scope: Scope
-    receive: Receive
-    send: Send
+    receive: ContractReceive
+    send: ContractSend
     spec_version: str | None
     draft: str | None
 
@@ -47,7 +47,9 @@ class ASGIChannel:
 class ScopeView:
     """A ``webtransport`` scope's facts, checked once at construction."""
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive | ContractReceive, send: Send | ContractSend
+    ) -> None:
         if scope.get("type") != "webtransport":
             raise ValueError(f'expected a "webtransport" scope, got {scope.get("type")!r}')
         extension = scope.get("extensions", {}).get("webtransport")
@@ -61,8 +63,12 @@ class ScopeView:
                 f'extensions["webtransport"]["role"] must be "server" or "client", got {role!r}'
             )
         self._scope = scope
-        self._receive = receive
-        self._send = send
+        # An app hands over the callables its server gave it, typed as Starlette types
+        # them (any mapping); the server behind them speaks the contract, so from here on
+        # mypy holds every message the session sends and reads to its TypedDicts. A cast
+        # costs nothing at run time.
+        self._receive = cast(ContractReceive, receive)
+        self._send = cast(ContractSend, send)
         self._extension = extension
         self._role: str = role
         self._request_state: State | None = None

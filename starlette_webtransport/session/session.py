@@ -24,9 +24,17 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ..asgi import Message, Receive, Scope, Send
+from ..asgi import (
+    ContractReceive,
+    ContractSend,
+    DisconnectEvent,
+    Receive,
+    Scope,
+    Send,
+    SendMessage,
+)
 from ..protocol.errors import check_close
 from . import constants
 from . import demux as fx
@@ -72,8 +80,8 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
     def __init__(
         self,
         scope: Scope,
-        receive: Receive,
-        send: Send,
+        receive: Receive | ContractReceive,
+        send: Send | ContractSend,
         *,
         config: SessionConfig | None = None,
     ) -> None:
@@ -360,18 +368,20 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         if self._connect_received:
             return
         message = await self._receive()
-        kind = message.get("type")
-        if kind == "webtransport.disconnect":
+        if message.get("type") == "webtransport.connect":
+            self._connect_received = True
+            return
+        if message.get("type") == "webtransport.disconnect":
+            disconnect = cast(DisconnectEvent, message)
             await self._finish(
-                message.get("code", 0),
-                message.get("reason", ""),
+                disconnect.get("code", 0),
+                disconnect.get("reason", ""),
                 by="peer",
-                cause=message.get("cause"),
+                cause=disconnect.get("cause"),
             )
             raise self._closed_error()
-        if kind != "webtransport.connect":
-            raise RuntimeError(f'Expected ASGI message "webtransport.connect", but got {kind!r}')
-        self._connect_received = True
+        kind = message.get("type")
+        raise RuntimeError(f'Expected ASGI message "webtransport.connect", but got {kind!r}')
 
     async def _start(self) -> None:
         if self._streams.consumed_mode:
@@ -440,7 +450,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
             raise RuntimeError(f"session {self.session_id} is not connected; call {start} first")
         raise self._closed_error()
 
-    async def _send_stream_message(self, message: Message) -> None:
+    async def _send_stream_message(self, message: SendMessage) -> None:
         """Send a post-accept message; a server that says the session is gone (OSError)
         becomes :class:`SessionClosedError`."""
         self._check_open()

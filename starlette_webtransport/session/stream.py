@@ -26,7 +26,7 @@ from .exceptions import (
 from .state import Side, StreamDirection, StreamState
 
 if TYPE_CHECKING:
-    from ..asgi import Message
+    from ..asgi import SendMessage
     from .config import SessionConfig
 
 
@@ -43,7 +43,7 @@ class StreamOwner(Protocol):
     @property
     def close_reason(self) -> str | None: ...
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: SendMessage) -> None:
         """Send a post-accept message; :class:`SessionClosedError` once it is over."""
 
     async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:

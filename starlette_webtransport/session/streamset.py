@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,7 +38,7 @@ from .stream import (
 )
 
 if TYPE_CHECKING:
-    from ..asgi import Message
+    from ..asgi import ContractSend, ReceiveEvent, SendMessage
     from .config import SessionConfig
     from .diagnostics import Diagnostics
 
@@ -66,9 +66,9 @@ class Link:
     check_open: Callable[[], None]
     """Raise unless the session is CONNECTED or DRAINING."""
     closed_error: Callable[[], SessionClosedError]
-    send: Callable[[Message], Awaitable[None]]
+    send: ContractSend
     """A post-accept message; :class:`SessionClosedError` once the session is over."""
-    send_raw: Callable[[Message], Awaitable[None]]
+    send_raw: ContractSend
     """The same without the session's checks; the server's ``OSError`` passes."""
     emit: Callable[..., Awaitable[None]]
     """``emit(event_type, **data)``: the session's events."""
@@ -103,7 +103,7 @@ class StreamSet:
 
     # --- what the reader asks ----------------------------------------------------------
 
-    def receive(self, message: Mapping[str, Any]) -> list[fx.Effect]:
+    def receive(self, message: ReceiveEvent) -> list[fx.Effect]:
         """The effects of a received message (:class:`~.demux.Demux`)."""
         config = self._session.config
         admit = (
@@ -238,7 +238,7 @@ class StreamSet:
     def close_reason(self) -> str | None:
         return self._session.close_reason
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: SendMessage) -> None:
         await self._link.send(message)
 
     async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:

@@ -1,5 +1,5 @@
 """Test helpers for WebTransport apps: an in-process client that needs no network."""
 
-from .client import ChannelClosedError, WebTransportTestClient
+from .client import WebTransportTestClient
 
-__all__ = ["ChannelClosedError", "WebTransportTestClient"]
+__all__ = ["WebTransportTestClient"]

@@ -20,16 +20,25 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from ..asgi import (
-    Message,
+    DEFAULT_REJECT_STATUS,
+    AcceptMessage,
+    DisconnectEvent,
     Receive,
+    ReceiveEvent,
+    RejectMessage,
     Scope,
     Send,
+    SendMessage,
+    SessionGone,
+    StreamSendMessage,
+    exit_message,
     is_session_end,
     make_scope,
+    unknown_message,
     unrouted_webtransport,
 )
 from ..protocol.errors import check_close, check_code
@@ -53,11 +62,6 @@ APP_EXIT_TIMEOUT = 5.0
 _SERVER_ADDRESS = ("testserver", 443)
 _CLIENT_ADDRESS = ("testclient", 50000)
 _ROLES = ("server", "client")
-_RECEIVING_EVENTS = ("webtransport.stream.receive", "webtransport.stream.reset")
-
-
-class ChannelClosedError(OSError):
-    """``send`` after the session ended, as the contract requires (an ``OSError``)."""
 
 
 class _Endpoint:
@@ -65,7 +69,7 @@ class _Endpoint:
 
     def __init__(self, role: str) -> None:
         self.role = role
-        self.events: deque[Message] = deque()
+        self.events: deque[ReceiveEvent] = deque()
         self.arrived = asyncio.Event()
         self.stream_bytes = 0
         """Stream bytes sent to this side that still hold credit."""
@@ -79,13 +83,13 @@ class _Endpoint:
         self.space = asyncio.Event()
         self.space.set()
         self.datagrams = 0
-        self.final: Message | None = None
+        self.final: DisconnectEvent | None = None
         self.done = False
         self.send_locks: dict[int, asyncio.Lock] = {}
         """Per stream: its data leaves in the order ``send`` was awaited, and a write
         waiting for one stream's window holds no other stream back, as over QUIC."""
 
-    def push(self, message: Message) -> None:
+    def push(self, message: ReceiveEvent) -> None:
         self.events.append(message)
         self.arrived.set()
 
@@ -117,12 +121,15 @@ class _Endpoint:
     def discard(self, stream_id: int) -> None:
         """The side stopped reading the stream: drop what waits for it, free its credit."""
         self.release(stream_id, self.delivered.pop(stream_id, 0))
-        kept: deque[Message] = deque()
+        kept: deque[ReceiveEvent] = deque()
         for message in self.events:
-            if message.get("stream") == stream_id and message["type"] in _RECEIVING_EVENTS:
-                self.release(stream_id, len(message.get("data", b"")))
-            else:
-                kept.append(message)
+            match message["type"]:
+                case "webtransport.stream.receive" if message["stream"] == stream_id:
+                    self.release(stream_id, len(message["data"]))
+                case "webtransport.stream.reset" if message["stream"] == stream_id:
+                    pass  # dropped with the data before it
+                case _:
+                    kept.append(message)
         self.events = kept
 
     def blocked(self, stream_id: int, window: int) -> bool:
@@ -162,7 +169,9 @@ class _MemoryChannel:
         self.stream_window = stream_window
         self.endpoints = {"server": _Endpoint("server"), "client": _Endpoint("client")}
         self.accepted = False
-        self.handshake: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.handshake: asyncio.Future[AcceptMessage | RejectMessage] = (
+            asyncio.get_running_loop().create_future()
+        )
         self.streams: dict[int, _StreamRecord] = {}
         self.opened = {(role, bidi): 0 for role in _ROLES for bidi in (True, False)}
         self.datagrams_dropped = 0
@@ -171,77 +180,83 @@ class _MemoryChannel:
     def peer(self, role: str) -> _Endpoint:
         return self.endpoints["client" if role == "server" else "server"]
 
-    async def receive(self, role: str) -> Message:
+    async def receive(self, role: str) -> ReceiveEvent:
         endpoint = self.endpoints[role]
         while not endpoint.events:
             if endpoint.final is not None:
-                return dict(endpoint.final)
+                return endpoint.final.copy()
             endpoint.arrived.clear()
             await endpoint.arrived.wait()
         message = endpoint.events.popleft()
-        kind = message["type"]
-        if kind == "webtransport.stream.receive":
-            stream_id, size = message["stream"], len(message["data"])
-            if endpoint.consumed_mode and not endpoint.done:
-                endpoint.delivered[stream_id] = endpoint.delivered.get(stream_id, 0) + size
-            else:
-                endpoint.release(stream_id, size)
-        elif kind == "webtransport.datagram.receive":
-            endpoint.datagrams -= 1
-        elif kind == "webtransport.disconnect":
-            endpoint.final = message
+        match message["type"]:
+            case "webtransport.stream.receive":
+                stream_id, size = message["stream"], len(message["data"])
+                if endpoint.consumed_mode and not endpoint.done:
+                    endpoint.delivered[stream_id] = endpoint.delivered.get(stream_id, 0) + size
+                else:
+                    endpoint.release(stream_id, size)
+            case "webtransport.datagram.receive":
+                endpoint.datagrams -= 1
+            case "webtransport.disconnect":
+                endpoint.final = message
         return message
 
-    async def send(self, role: str, message: Message) -> None:
+    async def send(self, role: str, message: SendMessage) -> None:
         endpoint = self.endpoints[role]
-        kind = message.get("type")
         if endpoint.done:
-            raise ChannelClosedError(f"the session is over; cannot send {kind!r}")
+            raise SessionGone(f"the session is over; cannot send {message.get('type')!r}")
         if role == "server" and not self.accepted:
-            if kind == "webtransport.accept":
-                self._accept(message)
-            elif kind == "webtransport.reject":
-                self._reject(message.get("status", 403), message.get("headers", []))
-            elif kind == "webtransport.close":
-                self._reject(403, [])
-            else:
-                raise RuntimeError(f"{kind!r} sent before webtransport.accept")
+            self._answer(message)
             return
-        if kind in ("webtransport.accept", "webtransport.reject"):
-            raise ChannelClosedError(f"{kind!r} after the session was accepted")
-        if kind == "webtransport.close":
-            code, reason = message.get("code", 0), message.get("reason", "")
-            check_close(code, reason)
-            self.end_session(code, reason)
-        elif kind == "webtransport.drain":
-            self.peer(role).push({"type": "webtransport.drain"})
-        elif kind == "webtransport.datagram.send":
-            self._send_datagram(role, bytes(message["data"]))
-        elif kind == "webtransport.stream.open":
-            self._open_stream(role, bool(message["bidirectional"]))
-        elif kind == "webtransport.stream.send":
-            await self._stream_send(role, message)
-        elif kind == "webtransport.stream.reset":
-            self._stream_reset(
-                role, message["stream"], check_code(message.get("code", 0), "error codes")
-            )
-        elif kind == "webtransport.stream.stop_sending":
-            self._stop_sending(
-                role, message["stream"], check_code(message.get("code", 0), "error codes")
-            )
-        elif kind == "webtransport.stream.consumed":
-            size = message["bytes"]
-            if not isinstance(size, int) or size < 0:
-                raise ValueError(f"stream.consumed needs bytes >= 0, got {size!r}")
-            endpoint.consumed(message["stream"], size)
-        elif kind == "webtransport.credit":
-            if message.get("returned_on") != "consumed":
-                raise ValueError(f"webtransport.credit needs returned_on='consumed': {message}")
-            endpoint.consumed_mode = True
-        else:
-            raise ValueError(f"unknown ASGI WebTransport message {kind!r}")
+        match message["type"]:
+            case "webtransport.stream.send":
+                await self._stream_send(role, message)
+            case "webtransport.datagram.send":
+                self._send_datagram(role, bytes(message["data"]))
+            case "webtransport.stream.consumed":
+                size = message["bytes"]
+                if not isinstance(size, int) or size < 0:
+                    raise ValueError(f"stream.consumed needs bytes >= 0, got {size!r}")
+                endpoint.consumed(message["stream"], size)
+            case "webtransport.stream.open":
+                self._open_stream(role, bool(message["bidirectional"]))
+            case "webtransport.stream.reset":
+                self._stream_reset(
+                    role, message["stream"], check_code(message.get("code", 0), "error codes")
+                )
+            case "webtransport.stream.stop_sending":
+                self._stop_sending(
+                    role, message["stream"], check_code(message.get("code", 0), "error codes")
+                )
+            case "webtransport.accept" | "webtransport.reject":
+                raise SessionGone(f"{message['type']!r} after the session was accepted")
+            case "webtransport.close":
+                code, reason = message.get("code", 0), message.get("reason", "")
+                check_close(code, reason)
+                self.end_session(code, reason)
+            case "webtransport.drain":
+                self.peer(role).push({"type": "webtransport.drain"})
+            case "webtransport.credit":
+                if message.get("returned_on") != "consumed":
+                    raise ValueError(f"webtransport.credit needs returned_on='consumed': {message}")
+                endpoint.consumed_mode = True
+            case _:
+                raise ValueError(unknown_message(message))
 
-    def _accept(self, message: Message) -> None:
+    def _answer(self, message: SendMessage) -> None:
+        """The app's answer to the CONNECT: only these three may come before accept."""
+        match message["type"]:
+            case "webtransport.accept":
+                self._accept(message)
+            case "webtransport.reject":
+                status = message.get("status", DEFAULT_REJECT_STATUS)
+                self._reject(status, message.get("headers", []))
+            case "webtransport.close":
+                self._reject(DEFAULT_REJECT_STATUS, [])
+            case _:
+                raise RuntimeError(f"{message.get('type')!r} sent before webtransport.accept")
+
+    def _accept(self, message: AcceptMessage) -> None:
         subprotocol = message.get("subprotocol")
         if subprotocol is not None and subprotocol not in self.offered:
             raise ValueError(f"subprotocol {subprotocol!r} was not offered ({self.offered})")
@@ -269,11 +284,13 @@ class _MemoryChannel:
 
     def app_finished(self, error: BaseException | None) -> None:
         """Section 6 of the contract: what the server does when the app returns."""
-        if not self.accepted:
-            if not self.endpoints["server"].done:
-                self._reject(500 if error is not None else 403, [])
-        elif not self.endpoints["client"].done:
-            self.end_session(0, "internal server error" if error is not None else "")
+        if self.endpoints["client" if self.accepted else "server"].done:
+            return
+        message = exit_message(accepted=self.accepted, failed=error is not None)
+        if message["type"] == "webtransport.reject":
+            self._reject(message["status"], [])
+        else:
+            self.end_session(message.get("code", 0), message.get("reason", ""))
 
     def _send_datagram(self, role: str, data: bytes) -> None:
         if len(data) > self.max_datagram_size:
@@ -317,7 +334,7 @@ class _MemoryChannel:
             raise ValueError(f"stream {stream_id!r} cannot be {action} by the {role}")
         return record
 
-    async def _stream_send(self, role: str, message: Message) -> None:
+    async def _stream_send(self, role: str, message: StreamSendMessage) -> None:
         stream_id = message["stream"]
         record = self._record(role, stream_id, write=True)
         data = bytes(message.get("data", b""))
@@ -328,7 +345,7 @@ class _MemoryChannel:
                 peer.space.clear()
                 await peer.space.wait()
                 if endpoint.done:
-                    raise ChannelClosedError("the session ended while the write waited")
+                    raise SessionGone("the session ended while the write waited")
             if not record.send_open[role]:
                 return  # stopped by the peer, already reset or finished: ignored
             if end_stream:
@@ -415,7 +432,7 @@ class WebTransportTestClient:
         app_task = asyncio.create_task(self._run_app(channel, scope))
         try:
             answer = await channel.handshake
-            if answer["type"] != "webtransport.accept":
+            if answer["type"] == "webtransport.reject":
                 await _join_app(app_task)
                 raise SessionRejectedError(answer["status"], list(answer.get("headers", [])))
             session = WebTransportSession(
@@ -438,10 +455,10 @@ class WebTransportTestClient:
         await _join_app(app_task)
 
     async def _run_app(self, channel: _MemoryChannel, scope: Scope) -> None:
+        # The app is typed as Starlette types apps (any mapping); it gets the contract's.
+        receive = cast(Receive, partial(channel.receive, "server"))
         try:
-            await self.app(
-                scope, partial(channel.receive, "server"), partial(channel.send, "server")
-            )
+            await self.app(scope, receive, partial(channel.send, "server"))
         except BaseException as exc:
             if is_session_end(exc):  # the session ended under the app: a return, as for servers
                 channel.app_finished(None)
@@ -489,7 +506,7 @@ class WebTransportTestClient:
         )
 
 
-def _client_scope(server_scope: Scope, accept: Message) -> Scope:
+def _client_scope(server_scope: Scope, accept: AcceptMessage) -> Scope:
     """The client's view: the response headers, the peer's address, role "client"."""
     headers: list[tuple[bytes, bytes]] = []
     subprotocol = accept.get("subprotocol")

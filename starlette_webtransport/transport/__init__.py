@@ -13,7 +13,6 @@ from .channel import (
     STREAM_HIGH_WATER,
     Role,
     SessionChannel,
-    SessionGone,
     SessionRouter,
 )
 from .h3 import MAX_SESSIONS, WT_CREDIT, WebTransportH3Connection
@@ -39,7 +38,6 @@ __all__ = [
     "WT_CREDIT",
     "Role",
     "SessionChannel",
-    "SessionGone",
     "SessionRouter",
     "WebTransportH3Connection",
     "WebTransportQuicConnection",

@@ -41,7 +41,15 @@ from aioquic.quic.events import (
     StreamReset,
 )
 
-from ..asgi import CloseCause, Message
+from ..asgi import (
+    DEFAULT_REJECT_STATUS,
+    CloseCause,
+    DisconnectEvent,
+    ReceiveEvent,
+    SendMessage,
+    SessionGone,
+    unknown_message,
+)
 from ..protocol.capsules import Capsule, MaxData, MaxStreams
 from ..protocol.credit import LocalCredit, PeerCredit, flow_control_negotiated
 from ..protocol.errors import (
@@ -76,19 +84,12 @@ beyond that ``send`` of another one waits."""
 Role = Literal["server", "client"]
 
 
-class SessionGone(OSError):
-    """Raised from ``send`` once the session is over, as a closed WebSocket would."""
-
-
 def _refuse(quic: QuicConnection, stream_id: int, code: int) -> None:
     """STOP_SENDING, and for a bidirectional peer stream RESET_STREAM as well."""
     with contextlib.suppress(ValueError):  # aioquic already discarded the finished stream
         quic.stop_stream(stream_id, code)
     if not stream_id & 0x2:
         quic.reset_stream(stream_id, code)
-
-
-_RECEIVING_EVENTS = ("webtransport.stream.receive", "webtransport.stream.reset")
 
 
 class _Held:
@@ -392,14 +393,14 @@ class SessionChannel:
         """What the client offered in ``wt-available-protocols`` (a server's concern)."""
         self.protocol = SessionProtocol()
         self.streams: dict[int, _Stream] = {}
-        self.events: deque[Message] = deque()
+        self.events: deque[ReceiveEvent] = deque()
         self.datagrams: deque[bytes] = deque()
         self.datagrams_dropped = 0
         self.waiter: asyncio.Future[None] | None = None
         self.accepted = False
         self.finished = False  # WT_CLOSE_SESSION, FIN or rejection sent: the app may send no more
         self.drain_sent = False
-        self.disconnected: Message | None = None  # the final event, once queued
+        self.disconnected: DisconnectEvent | None = None  # the final event, once queued
         self.close_cause: CloseCause | None = None
         self.max_datagram_size = max_datagram_size(quic, stream_id)
         self.peer_bit = 0 if role == "server" else 1
@@ -430,13 +431,13 @@ class SessionChannel:
 
     # --- network -> application -------------------------------------------------------
 
-    def _push(self, message: Message) -> None:
+    def _push(self, message: ReceiveEvent) -> None:
         self.events.append(message)
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def receive(self) -> Message:
+    async def receive(self) -> ReceiveEvent:
         while True:
             events = self.events
             if self.datagrams and (not events or events[0] is self.disconnected):
@@ -453,7 +454,7 @@ class SessionChannel:
             finally:
                 self.waiter = None
 
-    def _taken(self, message: Message) -> None:
+    def _taken(self, message: ReceiveEvent) -> None:
         """The application took ``message``. Its data stops holding credit now, or, once
         the app reports consumption (``webtransport.credit``), when it says it consumed
         them (:meth:`_consumed`). A peer stream whose last event it was lets the peer
@@ -471,20 +472,20 @@ class SessionChannel:
             return
         self._settle(message)
 
-    def _settle(self, message: Message) -> None:
+    def _settle(self, message: ReceiveEvent) -> None:
         """``message`` is done with: its data stops holding credit at once."""
-        kind = message["type"]
-        if kind == "webtransport.stream.receive":
-            stream_id = message["stream"]
-            size = len(message["data"])
-            if size:
-                self._release(stream_id, size)
-            if not message["end_stream"]:
+        match message["type"]:
+            case "webtransport.stream.receive":
+                stream_id = message["stream"]
+                size = len(message["data"])
+                if size:
+                    self._release(stream_id, size)
+                if not message["end_stream"]:
+                    return
+            case "webtransport.stream.reset":
+                stream_id = message["stream"]
+            case _:
                 return
-        elif kind == "webtransport.stream.reset":
-            stream_id = message["stream"]
-        else:
-            return
         self._last_event_taken(stream_id)
 
     def _release(self, stream_id: int, size: int) -> None:
@@ -521,12 +522,15 @@ class SessionChannel:
         if held:
             self._release(stream_id, held)
         if any(message.get("stream") == stream_id for message in self.events):
-            kept: deque[Message] = deque()
+            kept: deque[ReceiveEvent] = deque()
             for message in self.events:
-                if message.get("stream") == stream_id and message["type"] in _RECEIVING_EVENTS:
-                    self._settle(message)
-                else:
-                    kept.append(message)
+                match message["type"]:
+                    case "webtransport.stream.receive" | "webtransport.stream.reset" if (
+                        message["stream"] == stream_id
+                    ):
+                        self._settle(message)
+                    case _:
+                        kept.append(message)
             self.events = kept
 
     def _last_event_taken(self, stream_id: int) -> None:
@@ -775,38 +779,41 @@ class SessionChannel:
 
     # --- application -> network -------------------------------------------------------
 
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "webtransport.stream.send":
-            await self._stream_send(
-                message["stream"], message["data"], message.get("end_stream", False)
-            )
-        elif kind == "webtransport.datagram.send":
-            await self._datagram_send(message["data"])
-        elif kind == "webtransport.stream.consumed":
-            self._consumed(message["stream"], message["bytes"])
-        elif kind == "webtransport.stream.open":
-            await self._open(bool(message["bidirectional"]))
-        elif kind == "webtransport.stream.reset":
-            self._reset(message["stream"], message.get("code", 0))
-        elif kind == "webtransport.stream.stop_sending":
-            self._stop(message["stream"], message.get("code", 0))
-        elif kind == "webtransport.accept":
-            self._accept(message.get("subprotocol"), message.get("headers", ()))
-        elif kind == "webtransport.reject":
-            self._reject(message.get("status", 403), message.get("headers", ()))
-        elif kind == "webtransport.close":
-            if self.accepted:
-                self._close(message.get("code", 0), message.get("reason", ""))
-            else:
-                self._reject(403, ())
-        elif kind == "webtransport.drain":
-            self._check_open()
-            self._drain()
-        elif kind == "webtransport.credit":
-            self._credit_mode(message.get("returned_on"))
-        else:
-            raise ValueError(f"unknown message type {kind!r}")
+    async def send(self, message: SendMessage) -> None:
+        # Hot messages first; the last case is what mypy --strict checks exhaustiveness on.
+        match message["type"]:
+            case "webtransport.stream.send":
+                await self._stream_send(
+                    message["stream"], message["data"], message.get("end_stream", False)
+                )
+            case "webtransport.datagram.send":
+                await self._datagram_send(message["data"])
+            case "webtransport.stream.consumed":
+                self._consumed(message["stream"], message["bytes"])
+            case "webtransport.stream.open":
+                await self._open(bool(message["bidirectional"]))
+            case "webtransport.stream.reset":
+                self._reset(message["stream"], message.get("code", 0))
+            case "webtransport.stream.stop_sending":
+                self._stop(message["stream"], message.get("code", 0))
+            case "webtransport.accept":
+                self._accept(message.get("subprotocol"), message.get("headers", ()))
+            case "webtransport.reject":
+                self._reject(
+                    message.get("status", DEFAULT_REJECT_STATUS), message.get("headers", ())
+                )
+            case "webtransport.close":
+                if self.accepted:
+                    self._close(message.get("code", 0), message.get("reason", ""))
+                else:
+                    self._reject(DEFAULT_REJECT_STATUS, ())
+            case "webtransport.drain":
+                self._check_open()
+                self._drain()
+            case "webtransport.credit":
+                self._credit_mode(message.get("returned_on"))
+            case _:
+                raise ValueError(unknown_message(message))
 
     def server_headers(self) -> Iterable[tuple[bytes, bytes]]:
         """Headers every response of this server carries besides the session's own (a

@@ -224,6 +224,26 @@ async def test_app_close_sends_capsule_then_fin(app: ScriptedApp, server: Any) -
     ]
 
 
+async def test_app_that_raises_after_accept_closes_with_internal_server_error(
+    app: ScriptedApp, server: Any
+) -> None:
+    """Spec section 6, as ``asgi.exit_message`` writes it for every server."""
+
+    async def crash(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await accept(receive, send)
+        assert (await receive())["type"] == "webtransport.stream.receive"
+        raise RuntimeError("boom")
+
+    app.handlers["/crash-late"] = crash
+    async with raw_peer(server.port) as peer:
+        session, headers = await peer.open_session("/crash-late")
+        assert headers[b":status"] == b"200"
+        peer.send(peer.open_stream(), b"x")
+        await peer.read_stream(session)  # waits for the FIN of the CONNECT stream
+        closes = CapsuleParser().feed(bytes(peer.connect_data))
+    assert closes == [CloseSession(0, "internal server error")]
+
+
 async def test_peer_close_reaches_app_with_code_and_reason(app: ScriptedApp, server: Any) -> None:
     finals: list[dict[str, Any]] = []
     done = asyncio.Event()

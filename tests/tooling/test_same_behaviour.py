@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 
 from example_app.app import SCHEMA, Error, Hello, Reply
 from example_app.app import app as example_app
+from starlette_webtransport.asgi import SessionGone
 from starlette_webtransport.session import (
     DatagramTooLargeError,
     Event,
@@ -326,6 +327,22 @@ def build_app() -> Starlette:
                 report = await session.create_unidirectional_stream()
                 await report.write(f"stopped {code} {exc.code}".encode(), end_stream=True)
 
+    async def send_after_close(session: WebTransportSession) -> None:
+        """Spec section 4: after close, ``send`` raises the one OSError of every server."""
+        await session.accept()
+        await session.close(code=1, reason="done")
+        send = session.protocol_handler.send
+        refused: list[type[BaseException]] = []
+        for message in (
+            {"type": "webtransport.datagram.send", "data": b"late"},
+            {"type": "webtransport.accept"},
+        ):
+            try:
+                await send(message)  # type: ignore[arg-type]
+            except OSError as exc:
+                refused.append(type(exc))
+        app.state.after_close.put_nowait(refused)
+
     async def silent(session: WebTransportSession) -> None:
         await session.accept()
 
@@ -366,10 +383,12 @@ def build_app() -> Starlette:
             WebTransportRoute("/close", close_after),
             WebTransportRoute("/return", return_after),
             WebTransportRoute("/record", record),
+            WebTransportRoute("/send-after-close", send_after_close),
             WebTransportRoute("/signals", signals),
         ]
     )
     app.state.closes = asyncio.Queue()
+    app.state.after_close = asyncio.Queue()
     enable_webtransport(app)
     return app
 
@@ -419,6 +438,10 @@ async def own_script(app: Starlette, open_session: Open) -> dict[str, Any]:
     async with open_session("/record") as session:
         await session.close(code=7, reason="client done")
     seen["closed by the client"] = await app.state.closes.get()
+
+    async with open_session("/send-after-close") as session:
+        await session.wait_closed()
+    seen["send after close"] = await app.state.after_close.get()
 
     async with open_session("/signals") as session:
         stops = Stops(session)
@@ -494,6 +517,7 @@ async def test_own_app_same_behaviour(
     assert real["closed by the app"] == ((4000, "bye now ✓"), (4000, "bye now ✓", "peer"))
     assert real["app returned"] == (0, "")
     assert real["closed by the client"] == (7, "client done", "peer")
+    assert real["send after close"] == [SessionGone, SessionGone]
     signals = real["signals"]
     assert signals["client reset"] == b"reset 77"
     assert signals["app stop"] == (b"stopped", 1234, 1234)
