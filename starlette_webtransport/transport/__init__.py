@@ -24,6 +24,7 @@ from .quic import (
     STREAM_WINDOW,
     WebTransportQuicConnection,
     max_datagram_size,
+    quic_configuration,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "WebTransportH3Connection",
     "WebTransportQuicConnection",
     "max_datagram_size",
+    "quic_configuration",
 ]
