@@ -8,10 +8,18 @@ strays), and the tuples below name them all, so that an aioquic upgrade is this 
 audit. The same test checks every name against the installed aioquic, on real connections,
 and fails with the missing name when a release drops or renames one.
 
-Audited against aioquic 1.2 to 1.7.2 (``pyproject.toml`` pins ``aioquic>=1.2,<1.8``). To
-allow a new release: run the test against it, then read the release's versions of the
-overridden methods (``QUIC_CONNECTION_OVERRIDES``, ``H3_CONNECTION_OVERRIDES``) beside ours
-in ``transport/quic.py`` and ``transport/h3.py``, which mirror their bodies.
+Per release (``pyproject.toml`` pins ``aioquic>=1.7,<1.8``):
+
+- 1.7.0, 1.7.1, 1.7.2: every name below exists, and the code of every aioquic method we
+  override or call is the same in all three (``AUDITED_CODE``; the test compares it).
+- 1.6 and earlier (back to 1.2): no ``_stream_limit`` nor ``_stream_is_discarded``, and
+  stream credit grew by doubling MAX_STREAMS (``_write_connection_limits``) instead of
+  coming back as streams are discarded, which our credit rules and override build on.
+  The package does not run there.
+
+To allow a new release: run the test against it. For each method ``AUDITED_CODE`` reports
+as changed, read the release's code beside ours (the overrides mirror aioquic's bodies in
+``transport/quic.py`` and ``transport/h3.py``), then record its new fingerprint.
 
 The helpers are plain functions (no wrapper objects) because several sit on per-packet and
 per-write paths.
@@ -87,6 +95,22 @@ PROTOCOL_ATTRIBUTES = ("_closed", "_timer", "_transmit_task")
 
 DATAGRAM_TRANSPORT_ATTRIBUTES = ("_sock",)
 """asyncio's datagram transport: its raw socket, read by the server's batched receive."""
+
+
+AUDITED_CODE = {
+    "QuicConnection._serialize_transport_parameters": "0837d8ca00d0741b",
+    "QuicConnection._write_connection_limits": "68c4b3636ae35cfd",
+    "QuicConnection._write_stream_limits": "f3979ce7fdff68a4",
+    "QuicConnection._on_connection_limit_delivery": "63a7a3e6d6843421",
+    "QuicConnection._on_max_stream_data_delivery": "f6d770b90751bca8",
+    "QuicConnection._stream_is_discarded": "fee9f1144e5a53ff",
+    "QuicConnection._stream_limit": "eae20b55f704fada",
+    "H3Connection._get_local_settings": "1c5e489bfa887923",
+    "QuicConnectionProtocol._transmit_soon": "22ef310e4e51f3b7",
+}
+"""The code of each aioquic private method we override or call, as audited (aioquic 1.7.0
+to 1.7.2): the start of the SHA-256 of its source with docstring and annotations dropped
+(``fingerprint`` in ``tests/transport/test_internals.py``)."""
 
 
 # --- QuicConnection: flow control ------------------------------------------------------

@@ -9,11 +9,14 @@ of the package may reach for those names, so the module stays the one file to au
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import hashlib
 import importlib.metadata
 import inspect
 import re
 import socket
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,41 @@ def test_private_methods_exist() -> None:
     ):
         missing = [name for name in names if not callable(getattr(cls, name, None))]
         assert not missing, f"aioquic {AIOQUIC} lacks {cls.__name__} methods {missing}"
+
+
+def fingerprint(function: Any) -> str:
+    """The start of the SHA-256 of a method's code: docstring and annotations dropped and
+    the formatting normalised, so only a change of what it does counts."""
+    node = ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]
+    assert isinstance(node, ast.FunctionDef)
+    node.returns = None
+    for argument in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs):
+        argument.annotation = None
+    body = node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        node.body = body[1:]
+    return hashlib.sha256(ast.unparse(node).encode()).hexdigest()[:16]
+
+
+def test_audited_code_is_unchanged() -> None:
+    classes = {cls.__name__: cls for cls in (QuicConnection, H3Connection, QuicConnectionProtocol)}
+    audited = {
+        f"{cls}.{name}"
+        for cls, names in (
+            ("QuicConnection", internals.QUIC_CONNECTION_OVERRIDES),
+            ("QuicConnection", internals.QUIC_CONNECTION_METHODS),
+            ("H3Connection", internals.H3_CONNECTION_OVERRIDES),
+            ("QuicConnectionProtocol", internals.PROTOCOL_METHODS),
+        )
+        for name in names
+    }
+    assert set(internals.AUDITED_CODE) == audited
+    changed = []
+    for qualified, expected in internals.AUDITED_CODE.items():
+        cls, _, name = qualified.partition(".")
+        if fingerprint(getattr(classes[cls], name)) != expected:
+            changed.append(qualified)
+    assert not changed, f"aioquic {AIOQUIC} changed {changed}: audit them (transport/internals.py)"
 
 
 def _drain(quic: QuicConnection) -> list[QuicEvent]:
