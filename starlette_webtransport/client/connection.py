@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, ErrorCode
+from aioquic.h3.connection import ErrorCode
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent
@@ -43,19 +43,23 @@ from ..protocol.settings import (
     serialize_protocol,
 )
 from ..session import SessionConfig, SessionRejectedError, WebTransportSession
+from ..transport import DATAGRAM_HIGH_WATER as DATAGRAM_HIGH_WATER
+from ..transport import DATAGRAM_QUEUE_SIZE as DATAGRAM_QUEUE_SIZE
+from ..transport import STREAM_HIGH_WATER as STREAM_HIGH_WATER
 from ..transport import (
-    CONNECTION_WINDOW,
-    MAX_DATAGRAM_FRAME_SIZE,
-    STREAM_WINDOW,
     WT_CREDIT,
     SessionChannel,
     SessionRouter,
     WebTransportH3Connection,
     WebTransportQuicConnection,
+    quic_configuration,
 )
-from ..transport import DATAGRAM_HIGH_WATER as DATAGRAM_HIGH_WATER
-from ..transport import DATAGRAM_QUEUE_SIZE as DATAGRAM_QUEUE_SIZE
-from ..transport import STREAM_HIGH_WATER as STREAM_HIGH_WATER
+from ..transport.internals import (
+    peer_certificate,
+    protocol_closed,
+    schedule_transmit,
+    stop_protocol_timers,
+)
 from ..transport.pinning import describe_certificate
 
 _URL_SAFE = "!$%&'()*+,/:;=?@~"
@@ -167,7 +171,7 @@ class _ClientProtocol(QuicConnectionProtocol):
     def _handshake_completed(self) -> None:
         hashes = self._certificate_hashes
         if hashes is not None:
-            certificate = self.quic.tls._peer_certificate
+            certificate = peer_certificate(self.quic)
             assert certificate is not None
             info = describe_certificate(certificate)
             if info.sha256 not in hashes:
@@ -180,7 +184,7 @@ class _ClientProtocol(QuicConnectionProtocol):
                 )
                 return
         h3 = WebTransportH3Connection(self.quic, self._credit)
-        self._router = SessionRouter(self.quic, h3, self._transmit_soon)
+        self._router = SessionRouter(self.quic, h3, schedule_transmit(self))
 
     def _fail(self, reason: str) -> None:
         self.failure = WebTransportConnectError(reason)
@@ -204,11 +208,9 @@ class _ClientProtocol(QuicConnectionProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._socket_closed = True
-        for handle in (self._timer, self._transmit_task):
-            if handle is not None:
-                handle.cancel()
-        self._timer = self._transmit_task = None
-        if not self._closed.is_set():
+        stop_protocol_timers(self)
+        closed = protocol_closed(self)
+        if not closed.is_set():
             self._terminated(
                 ConnectionTerminated(
                     error_code=QuicErrorCode.INTERNAL_ERROR,
@@ -216,7 +218,7 @@ class _ClientProtocol(QuicConnectionProtocol):
                     reason_phrase=f"UDP socket closed: {exc}" if exc else "UDP socket closed",
                 )
             )
-            self._closed.set()
+            closed.set()
 
 
 @dataclass(frozen=True)
@@ -288,14 +290,7 @@ def _quic_configuration(
         for digest in certificate_hashes:
             if len(digest) != hashlib.sha256().digest_size:
                 raise ValueError(f"certificate hashes are 32-byte SHA-256 digests, got {digest!r}")
-    configuration = QuicConfiguration(
-        is_client=True,
-        alpn_protocols=H3_ALPN,
-        server_name=target.host,
-        max_datagram_frame_size=MAX_DATAGRAM_FRAME_SIZE,
-        max_data=CONNECTION_WINDOW,
-        max_stream_data=STREAM_WINDOW,
-    )
+    configuration = quic_configuration(is_client=True, server_name=target.host)
     if certificate_hashes is not None or not verify:
         configuration.verify_mode = ssl.CERT_NONE
     elif cafile is not None:

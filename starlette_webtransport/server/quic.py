@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
-from aioquic.h3.connection import H3_ALPN
 from aioquic.h3.events import H3Event
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import (
@@ -46,12 +45,8 @@ from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
 
 from ..protocol.errors import H3_INTERNAL_ERROR, H3_NO_ERROR
-from ..transport import (
-    CONNECTION_WINDOW,
-    MAX_DATAGRAM_FRAME_SIZE,
-    STREAM_WINDOW,
-    WebTransportQuicConnection,
-)
+from ..transport import WebTransportQuicConnection, quic_configuration
+from ..transport.internals import connection_limits, events_pending, raw_socket
 from ..transport.limits import Limits
 from .h3 import WebTransportH3Protocol
 from .options import server_state
@@ -273,7 +268,7 @@ class WebTransportQuicProtocol(QuicProtocol):
         quic.budget = budget = self._state.budget
         quic.on_credit = lambda: self._schedule(connection)
         if budget.exhausted():
-            limit = quic._local_max_data
+            limit = connection_limits(quic)[0]
             limit.value = limit.sent = EXHAUSTED_WINDOW
             log.warning(
                 "receive budget exhausted (%d bytes wait for apps): new connection gets "
@@ -329,7 +324,7 @@ class WebTransportQuicProtocol(QuicProtocol):
             self._transmit(connection)
             if connection.h3 is not None:
                 connection.h3.router.wake_writers()
-            if connection.quic._events:
+            if events_pending(connection.quic):
                 self._handle_events_safely(connection)
 
     def _transmit(self, connection: _Connection) -> None:
@@ -371,14 +366,7 @@ _DONE = _Done()
 def build_quic_configuration(config: Config) -> QuicConfiguration:
     state = server_state(config)
     limits = Limits() if state is None else state.limits
-    quic_config = QuicConfiguration(
-        alpn_protocols=H3_ALPN,
-        is_client=False,
-        idle_timeout=limits.idle_timeout,
-        max_datagram_frame_size=MAX_DATAGRAM_FRAME_SIZE,
-        max_data=CONNECTION_WINDOW,
-        max_stream_data=STREAM_WINDOW,
-    )
+    quic_config = quic_configuration(is_client=False, idle_timeout=limits.idle_timeout)
     assert config.certfile is not None, "QUIC needs a certificate"
     quic_config.load_cert_chain(certfile=config.certfile, keyfile=config.keyfile)
     return quic_config
@@ -430,10 +418,8 @@ class WebTransportUDPServer(UDPServer):
         limit_read_size(transport)
         # asyncio's datagram transport reads one packet per loop iteration, which makes
         # every packet pay a whole pass of the loop and of our processing. The transport's
-        # own non-blocking socket lets one wake-up read what is waiting (``_sock`` is the
-        # raw socket; ``get_extra_info("socket")`` is a wrapper that warns on reads).
-        raw = getattr(transport, "_sock", None)
-        self._socket = raw if isinstance(raw, socket.socket) else None
+        # own non-blocking socket lets one wake-up read what is waiting.
+        self._socket = raw_socket(transport)
         state = server_state(self.config)
         if self._socket is not None and state is not None:
             state.udp_buffers.append(size_socket_buffers(self._socket, state.limits))

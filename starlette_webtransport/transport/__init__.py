@@ -23,6 +23,7 @@ from .quic import (
     STREAM_WINDOW,
     WebTransportQuicConnection,
     max_datagram_size,
+    quic_configuration,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "WebTransportH3Connection",
     "WebTransportQuicConnection",
     "max_datagram_size",
+    "quic_configuration",
 ]

@@ -63,6 +63,14 @@ from ..protocol.ids import is_unidirectional
 from ..protocol.settings import Draft, response_headers, serialize_protocol
 from ..protocol.state import FlowControlReceived, SessionClosed, SessionDraining, SessionProtocol
 from .h3 import WebTransportH3Connection
+from .internals import (
+    datagrams_pending,
+    forget_h3_stream,
+    h3_stream,
+    sender_reset,
+    stream_discarded,
+    unsent_bytes,
+)
 from .limits import Limits
 from .quic import WebTransportQuicConnection, max_datagram_size
 
@@ -195,7 +203,7 @@ class SessionRouter:
                 self._forget_orphan(stream_id)
             elif stream_id in self._held_streams:
                 self._drop_held_stream(stream_id)  # the app never saw it: nothing to tell
-                self.h3._stream.pop(stream_id, None)
+                forget_h3_stream(self.h3, stream_id)
         elif isinstance(event, StopSendingReceived):
             channel = self.streams.get(event.stream_id)
             if channel is not None:
@@ -216,35 +224,35 @@ class SessionRouter:
         _refuse(self.quic, stream_id, code)
         self.transmit_soon()
         if end_stream:
-            self.h3._stream.pop(stream_id, None)
+            forget_h3_stream(self.h3, stream_id)
         else:
             self.orphans.add(stream_id)
 
     def _forget_orphan(self, stream_id: int) -> None:
         self.orphans.discard(stream_id)
-        self.h3._stream.pop(stream_id, None)
+        forget_h3_stream(self.h3, stream_id)
 
     # --- sessions that are not open yet ---------------------------------------------
 
     def _may_open(self, session_id: int) -> bool:
         """Whether ``session_id`` names a server's session that may still open: its
         CONNECT has not (fully) arrived, or the app has not answered it yet."""
-        if self.quic._is_client or session_id & 0x3:
+        if self.quic.configuration.is_client or session_id & 0x3:
             return False  # a client's sessions exist before anything can arrive for them
         channel = self.sessions.get(session_id)
         if channel is not None:
             return not channel.accepted and not channel.finished
         if session_id in self.awaiting:
             return True
-        if self.quic._stream_is_discarded(session_id):
+        if stream_discarded(self.quic, session_id):
             return False
-        stream = self.h3._stream.get(session_id)
+        stream = h3_stream(self.h3, session_id)
         if stream is not None:
             return stream.headers_recv_state is HeadersState.INITIAL
         # No H3 state: the CONNECT stream is not open yet, only implied by a later one,
         # or its bytes still wait in QUIC's event queue; unless it ended in both
         # directions and aioquic's H3 layer has forgotten it already.
-        quic_stream = self.quic._streams.get(session_id)
+        quic_stream = self.quic.stream_table.get(session_id)
         return quic_stream is None or not quic_stream.receiver.is_finished
 
     def _held_for(self, session_id: int) -> _Held:
@@ -753,7 +761,7 @@ class SessionChannel:
             del self.router.streams[stream_id]
             # aioquic's H3 layer keeps WebTransport streams until both directions end,
             # which ours may never do in its eyes.
-            self.h3._stream.pop(stream_id, None)
+            forget_h3_stream(self.h3, stream_id)
             if stream_id & 0x1 == self.peer_bit and stream_id not in self.final_queued:
                 self._retire(stream_id)
 
@@ -976,8 +984,8 @@ class SessionChannel:
         if stream is None or not stream.sending:
             return
         quic = self.quic
-        quic_stream = quic._streams.get(stream_id)
-        if quic_stream is None or quic_stream.sender._reset_error_code is not None:
+        quic_stream = quic.stream_table.get(stream_id)
+        if quic_stream is None or sender_reset(quic_stream.sender):
             return  # the peer's STOP_SENDING reset it; its event is on the way
         sender = quic_stream.sender
         credit = self.peer_credit
@@ -997,7 +1005,7 @@ class SessionChannel:
             await self.router.writable()
             if self.finished:
                 raise SessionGone("the WebTransport session ended before the data could be sent")
-            if not stream.sending or sender._reset_error_code is not None:
+            if not stream.sending or sender_reset(sender):
                 return  # reset meanwhile (the peer's STOP_SENDING or the app's own reset)
         credit.send_data(size)
         quic.send_stream_data(stream_id, data, end_stream)
@@ -1007,7 +1015,9 @@ class SessionChannel:
             self._maybe_forget(stream_id, stream)
             return
         while (
-            len(sender._buffer) > STREAM_HIGH_WATER and stream.sending and self.disconnected is None
+            unsent_bytes(sender) > STREAM_HIGH_WATER
+            and stream.sending
+            and self.disconnected is None
         ):
             await self.router.writable()
 
@@ -1017,7 +1027,7 @@ class SessionChannel:
             raise ValueError(
                 f"datagram of {len(data)} bytes exceeds max_datagram_size {self.max_datagram_size}"
             )
-        while len(self.quic._datagrams_pending) >= DATAGRAM_HIGH_WATER:
+        while datagrams_pending(self.quic) >= DATAGRAM_HIGH_WATER:
             await self.router.writable()
             self._check_open()
         self.h3.send_datagram(self.stream_id, data)

@@ -6,6 +6,7 @@ from aioquic.h3.connection import FrameType, H3Connection, H3Stream, Setting
 from aioquic.quic.connection import QuicConnection
 
 from ..protocol.settings import FlowControlLimits, client_settings, server_settings
+from .internals import remember_h3_stream
 
 WT_CREDIT = FlowControlLimits()
 """WebTransport-level credit (draft-07 and later) granted to the peer in each session:
@@ -29,13 +30,14 @@ class WebTransportH3Connection(H3Connection):
         self, quic: QuicConnection, limits: FlowControlLimits, *, max_sessions: int = MAX_SESSIONS
     ) -> None:
         self.limits = limits
+        self.is_client = quic.configuration.is_client
         self.max_sessions = max_sessions
         """Announced in SETTINGS; the server adapter refuses CONNECTs beyond it."""
         super().__init__(quic, enable_webtransport=True)
 
     def _get_local_settings(self) -> dict[int, int]:
         settings = super()._get_local_settings()
-        if self._is_client:
+        if self.is_client:
             # ENABLE_CONNECT_PROTOCOL is a server's promise to accept extended CONNECT;
             # aioquic sends it from clients too, browsers do not.
             del settings[Setting.ENABLE_CONNECT_PROTOCOL]
@@ -53,7 +55,8 @@ class WebTransportH3Connection(H3Connection):
         """
         stream_id = super().create_webtransport_stream(session_id, is_unidirectional)
         if not is_unidirectional:
-            stream = self._stream[stream_id] = H3Stream(stream_id)
+            stream = H3Stream(stream_id)
+            remember_h3_stream(self, stream)
             stream.frame_type = FrameType.WEBTRANSPORT_STREAM
             stream.session_id = session_id
         return stream_id

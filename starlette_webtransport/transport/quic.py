@@ -15,19 +15,29 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from aioquic import tls
 from aioquic.buffer import size_uint_var
-from aioquic.quic.connection import (
-    END_STATES,
-    NetworkAddress,
-    QuicConnection,
-    stream_is_client_initiated,
-)
+from aioquic.h3.connection import H3_ALPN
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import NetworkAddress, QuicConnection, stream_is_client_initiated
 from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 
+from .internals import (
+    ack_now,
+    connection_limit_delivered,
+    connection_limits,
+    ended,
+    handshake_complete,
+    idle_timeout_due,
+    packet_room,
+    peer_max_datagram_frame_size,
+    replace_stream_table,
+    stream_limit,
+    stream_limit_delivered,
+    swap_configuration,
+)
 from .limits import ReceiveBudget
 
 MAX_DATAGRAM_FRAME_SIZE = 65536
@@ -68,9 +78,13 @@ class WebTransportQuicConnection(QuicConnection):
         super().__init__(*args, **kwargs)
         self.unconsumed: dict[int, int] = {}
         self.unconsumed_total = 0
-        self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = MAX_STREAMS
-        self._local_max_streams_uni.value = self._local_max_streams_uni.sent = MAX_STREAMS
-        self._streams = _StreamTable(self)
+        self.local_limits = connection_limits(self)
+        """MAX_DATA, MAX_STREAMS (bidi, uni): aioquic's own limit objects."""
+        for limit in self.local_limits[1:]:
+            limit.value = limit.sent = MAX_STREAMS
+        self.stream_table = _StreamTable(self)
+        """aioquic's table of live streams (ours, so we see which it discards)."""
+        replace_stream_table(self, self.stream_table)
         self._unread_streams: set[int] = set()
         """Peer streams whose last event waits for the application; aioquic still has them."""
         self._discarded_unread: set[int] = set()
@@ -103,18 +117,17 @@ class WebTransportQuicConnection(QuicConnection):
     def get_timer(self) -> float | None:
         timer_at = super().get_timer()
         ping_at = self._keep_alive_at
-        if ping_at is None or self._state in END_STATES:
+        if ping_at is None or ended(self):
             return timer_at
         return ping_at if timer_at is None else min(timer_at, ping_at)
 
     def handle_timer(self, now: float) -> None:
-        close_at = self._close_at
-        if close_at is not None and now >= close_at and self._close_event is None:
+        if idle_timeout_due(self, now):
             self.timed_out = True  # aioquic is about to report its idle timeout
         super().handle_timer(now)
         ping_at = self._keep_alive_at
-        if ping_at is not None and now >= ping_at and self._state not in END_STATES:
-            if self._handshake_complete:
+        if ping_at is not None and now >= ping_at and not ended(self):
+            if handshake_complete(self):
                 self.send_ping(0)
             self._keep_alive_at = now + self.keep_alive
 
@@ -133,16 +146,16 @@ class WebTransportQuicConnection(QuicConnection):
         return datagram_payload_room(self)
 
     def _serialize_transport_parameters(self) -> bytes:
-        configuration = self._configuration
+        configuration = self.configuration
         accepted = configuration.max_datagram_frame_size
         if accepted is None:
             return super()._serialize_transport_parameters()
         advertised = min(accepted, self.advertised_datagram_frame_size())
-        self._configuration = replace(configuration, max_datagram_frame_size=advertised)
+        swap_configuration(self, replace(configuration, max_datagram_frame_size=advertised))
         try:
             return super()._serialize_transport_parameters()
         finally:
-            self._configuration = configuration  # and accept up to ``accepted``
+            swap_configuration(self, configuration)  # and accept up to ``accepted``
 
     # --- data -----------------------------------------------------------------------
 
@@ -163,10 +176,10 @@ class WebTransportQuicConnection(QuicConnection):
         self.unconsumed_total -= size
         if self.budget is not None:
             self.budget.give_back(size)
-        limit = self._local_max_data
+        limit = self.local_limits[0]
         if limit.value - (limit.used - self.unconsumed_total) < CONNECTION_WINDOW // 2:
             return True
-        stream = self._streams.get(stream_id)
+        stream = self.stream_table.get(stream_id)
         if stream is None:
             return False
         stream_consumed = stream.receiver.highest_offset - remaining
@@ -184,7 +197,7 @@ class WebTransportQuicConnection(QuicConnection):
 
     def hold_stream(self, stream_id: int) -> None:
         """The peer stream's last event was queued for the application."""
-        if stream_id in self._streams:
+        if stream_id in self.stream_table:
             self._unread_streams.add(stream_id)
         else:  # discarded before its last event was handled: aioquic already gave credit
             self._discarded_unread.add(stream_id)
@@ -201,13 +214,13 @@ class WebTransportQuicConnection(QuicConnection):
         if self._credit_owed[unidirectional]:
             self._credit_owed[unidirectional] -= 1  # never withheld, so nothing to give back
             return False
-        self._stream_limit(stream_id).value += 1
+        stream_limit(self, stream_id).value += 1
         return True
 
     def _discarded(self, stream_id: int) -> None:
         """aioquic is about to return the stream credit of ``stream_id``: withhold it if the
         application has not taken the stream's last event, or to pay back credit owed."""
-        if stream_is_client_initiated(stream_id) == self._is_client:
+        if stream_is_client_initiated(stream_id) == self.configuration.is_client:
             return
         unidirectional = bool(stream_id & 0x2)
         if stream_id in self._unread_streams:
@@ -217,7 +230,7 @@ class WebTransportQuicConnection(QuicConnection):
             self._credit_owed[unidirectional] -= 1
         else:
             return
-        self._stream_limit(stream_id).value -= 1
+        stream_limit(self, stream_id).value -= 1
 
     # --- acknowledgements -------------------------------------------------------------
 
@@ -235,36 +248,29 @@ class WebTransportQuicConnection(QuicConnection):
         packet per request (ACKing early is always allowed, RFC 9000 section 13.2.1)."""
         if self._answering:
             self._answering = False
-            space = self._spaces.get(tls.Epoch.ONE_RTT)
-            if space is not None and space.ack_at is not None and space.ack_at > now:
-                space.ack_at = now
+            ack_now(self, now)
         return super().datagrams_to_send(now)
 
     # --- frames -----------------------------------------------------------------------
 
     def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
-        limit = self._local_max_data
-        consumed = limit.used - self.unconsumed_total
-        if limit.value - consumed < CONNECTION_WINDOW // 2:
+        limits = self.local_limits
+        max_data = limits[0]
+        consumed = max_data.used - self.unconsumed_total
+        if max_data.value - consumed < CONNECTION_WINDOW // 2:
             budget = self.budget
             if budget is not None and budget.exhausted():
                 budget.stalled[self] = self.on_credit
             else:
-                limit.value = consumed + CONNECTION_WINDOW
-        for limit in (
-            self._local_max_data,
-            self._local_max_streams_bidi,
-            self._local_max_streams_uni,
-        ):
-            if limit is not self._local_max_data and (
-                limit.sent - limit.used >= limit.value - limit.sent
-            ):
+                max_data.value = consumed + CONNECTION_WINDOW
+        for limit in limits:
+            if limit is not max_data and (limit.sent - limit.used >= limit.value - limit.sent):
                 continue  # batch MAX_STREAMS as aioquic does
             if limit.value > limit.sent:
                 buf = builder.start_frame(
                     limit.frame_type,
                     capacity=9,
-                    handler=self._on_connection_limit_delivery,
+                    handler=connection_limit_delivered(self),
                     handler_args=(limit,),
                 )
                 buf.push_uint_var(limit.value)
@@ -283,7 +289,7 @@ class WebTransportQuicConnection(QuicConnection):
             buf = builder.start_frame(
                 QuicFrameType.MAX_STREAM_DATA,
                 capacity=17,
-                handler=self._on_max_stream_data_delivery,
+                handler=stream_limit_delivered(self),
                 handler_args=(stream,),
             )
             buf.push_uint_var(stream_id)
@@ -311,7 +317,7 @@ def datagram_payload_room(quic: QuicConnection) -> int:
     """The largest QUIC DATAGRAM payload (WebTransport's quarter stream id included) that
     fits one packet of ``quic``'s size, in a frame with a length field as aioquic sends it,
     with the longest packet number and the peer's current connection id."""
-    frame_room = quic._max_datagram_size - _SHORT_HEADER_OVERHEAD - len(quic._peer_cid.cid)
+    frame_room = packet_room(quic) - _SHORT_HEADER_OVERHEAD
     return frame_room - 1 - size_uint_var(frame_room)
 
 
@@ -320,8 +326,27 @@ def max_datagram_size(quic: QuicConnection, session_id: int) -> int:
     ``max_datagram_frame_size``: aioquic never sends a datagram too large for a packet, and
     keeps it at the head of its queue, blocking all later ones."""
     room = datagram_payload_room(quic)
-    remote_limit = quic._remote_max_datagram_frame_size
+    remote_limit = peer_max_datagram_frame_size(quic)
     if remote_limit is None:
         return 0  # the peer takes no DATAGRAM frames at all
     room = min(room, remote_limit - 1 - size_uint_var(remote_limit))
     return max(0, room - size_uint_var(session_id // 4))
+
+
+def quic_configuration(
+    *, is_client: bool, server_name: str | None = None, idle_timeout: float | None = None
+) -> QuicConfiguration:
+    """The QUIC configuration both ends start from: HTTP/3, DATAGRAM frames and the
+    windows above; ``idle_timeout`` None keeps aioquic's default. Certificates and their
+    verification are left to the caller."""
+    configuration = QuicConfiguration(
+        alpn_protocols=H3_ALPN,
+        is_client=is_client,
+        server_name=server_name,
+        max_datagram_frame_size=MAX_DATAGRAM_FRAME_SIZE,
+        max_data=CONNECTION_WINDOW,
+        max_stream_data=STREAM_WINDOW,
+    )
+    if idle_timeout is not None:
+        configuration.idle_timeout = idle_timeout
+    return configuration

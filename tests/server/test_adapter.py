@@ -400,7 +400,7 @@ async def test_second_session_survives_a_killed_one(app: ScriptedApp, server: An
 async def test_memory_stays_bounded_when_the_app_does_not_read(
     app: ScriptedApp, server: Any
 ) -> None:
-    from starlette_webtransport.server.quic import CONNECTION_WINDOW, STREAM_WINDOW
+    from starlette_webtransport.transport import CONNECTION_WINDOW, STREAM_WINDOW
 
     release = asyncio.Event()
     received: list[int] = []

@@ -4,6 +4,7 @@ that changes them fails here instead of silently slowing the server down or stal
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,23 @@ async def test_asyncio_reads_datagrams_into_the_buffer_we_size() -> None:
         transport.close()
 
 
-def _pair(tmp_path: Path, server_class: type[QuicConnection]) -> tuple[Any, Any]:
+def _plain_configuration(is_client: bool) -> QuicConfiguration:
+    return QuicConfiguration(alpn_protocols=H3_ALPN, is_client=is_client)
+
+
+def _pair(
+    tmp_path: Path,
+    server_class: type[QuicConnection],
+    *,
+    client_class: type[QuicConnection] = QuicConnection,
+    configuration: Callable[[bool], QuicConfiguration] = _plain_configuration,
+) -> tuple[Any, Any]:
     files = make_dev_certificate(directory=tmp_path)
-    server_config = QuicConfiguration(alpn_protocols=H3_ALPN, is_client=False)
+    server_config = configuration(False)
     server_config.load_cert_chain(files.certfile, files.keyfile)
-    client_config = QuicConfiguration(alpn_protocols=H3_ALPN, is_client=True)
+    client_config = configuration(True)
     client_config.verify_mode = 0  # ssl.CERT_NONE
-    client = QuicConnection(configuration=client_config)
+    client = client_class(configuration=client_config)
     client.connect(("127.0.0.1", 4433), now=0.0)
     first = client.datagrams_to_send(now=0.0)
     header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=8)

@@ -60,7 +60,6 @@ from starlette_webtransport.protocol.settings import (
 )
 from starlette_webtransport.server.certs import DevCertificate
 from starlette_webtransport.server.devcert import make_dev_certificate
-from starlette_webtransport.server.quic import STREAM_WINDOW
 from starlette_webtransport.session import (
     DatagramTooLargeError,
     SessionConfig,
@@ -68,6 +67,7 @@ from starlette_webtransport.session import (
     StreamResetError,
     StreamStoppedError,
 )
+from starlette_webtransport.transport import STREAM_WINDOW
 
 FLOOD_SIZE = 3 * 1024 * 1024
 BIG_STREAM = 300 * 1024
