@@ -50,9 +50,14 @@ _session_ids = itertools.count(1)
 class WebTransportSessionHandler(SessionChannel):
     """One WebTransport session on hypercorn: the shared channel, run as an ASGI app call."""
 
+    # Ours in slots: added to the channel's __dict__ they would double its table.
+    __slots__ = ("accept_timer", "adapter", "rejected_status", "scope", "task", "timed_out")
+
     def __init__(
         self, adapter: WebTransportH3Protocol, stream_id: int, scope: dict[str, Any], draft: Draft
     ) -> None:
+        self.rejected_status: int | None = None
+        """The status the session was refused with, if it was never accepted."""
         super().__init__(
             adapter.router, stream_id, draft, role="server", subprotocols=scope["subprotocols"]
         )
@@ -71,9 +76,6 @@ class WebTransportSessionHandler(SessionChannel):
     @property
     def scope_session_id(self) -> str:
         return str(self.scope["extensions"]["webtransport"]["session_id"])
-
-    rejected_status: int | None = None
-    """The status the session was refused with, if it was never accepted."""
 
     def _reject(self, status: int, headers: Iterable[Any]) -> None:
         if not (self.accepted or self.finished or 200 <= status < 300):

@@ -19,6 +19,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
@@ -101,8 +102,9 @@ class _Connection:
         self.address = address
         self.cids: set[bytes] = set()
         self.h3: WebTransportH3Protocol | None = None
-        self.http: deque[H3Event] = deque()
-        """Ordinary HTTP/3 events waiting for hypercorn, which handles them in a task."""
+        self.http: deque[H3Event] | None = None
+        """Ordinary HTTP/3 events waiting for hypercorn, which handles them in a task;
+        made by the first (a WebTransport-only connection never has one)."""
         self.http_task: asyncio.Task[None] | None = None
         self.quic = quic
         self.timer: asyncio.TimerHandle | None = None
@@ -234,7 +236,7 @@ class WebTransportQuicProtocol(QuicProtocol):
                     connection.address,
                     self.server,
                     quic,
-                    lambda c=connection: self._answer(c),  # type: ignore[misc]
+                    partial(self._answer, connection),
                 )
             elif isinstance(event, ConnectionIdIssued):
                 connection.cids.add(event.connection_id)
@@ -246,7 +248,10 @@ class WebTransportQuicProtocol(QuicProtocol):
                 http, routed = connection.h3.handle_nowait(event)
                 woke = woke or routed
                 if http:
-                    connection.http.extend(http)
+                    if connection.http is None:
+                        connection.http = deque(http)
+                    else:
+                        connection.http.extend(http)
                     if connection.http_task is None:
                         connection.http_task = self._loop.create_task(self._handle_http(connection))
             event = quic.next_event()

@@ -23,6 +23,7 @@ from .exceptions import (
     StreamResetError,
     StreamStoppedError,
 )
+from .signal import Signal
 from .state import Side, StreamDirection, StreamState
 
 if TYPE_CHECKING:
@@ -62,6 +63,29 @@ class StreamOwner(Protocol):
 class _StreamBase:
     _DIRECTION: ClassVar[StreamDirection]
 
+    # Slots: a session may hold thousands of streams, and a __dict__ per stream doubles
+    # its size. Every attribute is declared here, so that the bidirectional class can
+    # inherit both sides (only one base of a class may have non-empty slots).
+    __slots__ = (
+        "_buffer",
+        "_bytes_received",
+        "_bytes_sent",
+        "_created_at",
+        "_half_closed_at",
+        "_max_write_wait",
+        "_owner",
+        "_readable",
+        "_reading",
+        "_recv",
+        "_reset_code",
+        "_send",
+        "_space",
+        "_stop_code",
+        "_stream_id",
+        "_writes_idle",
+        "_writes_in_flight",
+    )
+
     def __init__(self, owner: StreamOwner, stream_id: int) -> None:
         self._owner = owner
         self._stream_id = stream_id
@@ -73,16 +97,14 @@ class _StreamBase:
         # receiving side
         self._buffer = bytearray()
         self._reset_code: int | None = None
-        self._readable = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
+        self._readable = Signal()
+        self._space = Signal(True)
         self._reading = False
         self._bytes_received = 0
         # sending side
         self._stop_code: int | None = None
         self._writes_in_flight = 0
-        self._writes_idle = asyncio.Event()
-        self._writes_idle.set()
+        self._writes_idle = Signal(True)
         self._bytes_sent = 0
         self._max_write_wait = 0.0
 
@@ -227,6 +249,7 @@ class _StreamBase:
 class WebTransportReceiveStream(_StreamBase):
     """A stream we read: a peer-opened unidirectional one, or either side of a bidi one."""
 
+    __slots__ = ()
     _DIRECTION = StreamDirection.RECEIVE_ONLY
 
     async def read(self, n: int = -1) -> bytes:
@@ -385,6 +408,7 @@ class WebTransportReceiveStream(_StreamBase):
 class WebTransportSendStream(_StreamBase):
     """A stream we write: one we opened unidirectionally, or either side of a bidi one."""
 
+    __slots__ = ()
     _DIRECTION = StreamDirection.SEND_ONLY
 
     async def write(self, data: bytes, *, end_stream: bool = False) -> None:
@@ -468,6 +492,7 @@ class WebTransportSendStream(_StreamBase):
 class WebTransportStream(WebTransportSendStream, WebTransportReceiveStream):
     """A bidirectional stream: both sides, each closed independently."""
 
+    __slots__ = ()
     _DIRECTION = StreamDirection.BIDIRECTIONAL
 
     async def close(self) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +28,7 @@ from .exceptions import (
     StreamLimitError,
     WebTransportTimeoutError,
 )
+from .signal import Signal
 from .stream import (
     StreamType,
     WebTransportReceiveStream,
@@ -91,15 +91,21 @@ class StreamSet:
         self._session = link.session
         self._diagnostics = diagnostics
         self.streams: dict[int, _StreamBase] = {}
-        self.incoming: deque[StreamType] = deque()
-        self.pending: deque[PendingOpen] = deque()
+        # Lists, not deques: both stay short (max_incoming_streams, max_streams), and an
+        # empty deque costs 770 bytes in every session, an empty list 56.
+        self.incoming: list[StreamType] = []
+        self.pending: list[PendingOpen] = []
         self.demux = fx.Demux(local_bit=local_bit)
-        self._incoming_changed = asyncio.Event()
+        self._incoming_changed = Signal()
+        self._on_incoming: Callable[[StreamType], object] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.consumed_mode = consumed_mode
         """The server returns receive credit on ``webtransport.stream.consumed`` (1.1)."""
         self._consumed = ConsumedCounts(constants.CONSUMED_REPORT_BYTES)
-        self._consumed_due = asyncio.Event()
+        self._consumed_due = Signal()
+        self._kick_scheduled = False
+        self.reporter: asyncio.Task[None] | None = None
+        """Sends the reports no write carried (:meth:`_kick`); made when first needed."""
 
     # --- what the reader asks ----------------------------------------------------------
 
@@ -122,7 +128,7 @@ class StreamSet:
         elif isinstance(effect, fx.Opened):
             await self._on_opened(effect.stream_id, effect.bidirectional)
         elif isinstance(effect, fx.OpenFailed):
-            future = self.pending.popleft().future
+            future = self.pending.pop(0).future
             if not future.done():
                 message = f"the server answered the stream open with stream {effect.stream_id}"
                 future.set_exception(ProtocolError(message))
@@ -144,6 +150,8 @@ class StreamSet:
     async def end(self) -> None:
         """The session ended: opens fail, streams abort, waiters wake."""
         self._consumed.clear()  # the server returns all credit of an ended session
+        if self.reporter is not None:
+            self.reporter.cancel()
         for pending in self.pending:
             if not pending.future.done():
                 pending.future.set_exception(self._link.closed_error())
@@ -214,10 +222,20 @@ class StreamSet:
                 f"within {timeout} s"
             ) from None
 
+    def serve_incoming(self, handler: Callable[[StreamType], object] | None) -> None:
+        """Hand every peer stream to ``handler(stream)`` as the reader admits it (those
+        queued already first) instead of queueing it for ``accept_*``/``incoming_streams()``;
+        ``None`` goes back to queueing. :func:`~.tasks.serve_streams` starts each stream's
+        task from here, so a stream reaches its handler without a hop through a consumer
+        task."""
+        self._on_incoming = handler
+        while handler is not None and self.incoming:
+            handler(self.incoming.pop(0))
+
     async def all_incoming(self) -> AsyncIterator[StreamType]:
         while True:
             if self.incoming:
-                yield self.incoming.popleft()
+                yield self.incoming.pop(0)
             elif self._session.is_closed:
                 return
             else:
@@ -239,6 +257,10 @@ class StreamSet:
         return self._session.close_reason
 
     async def send(self, message: Message) -> None:
+        if self._consumed.has_due():
+            # Reports due ride with the app's own send: usually the reply to what it has
+            # just read, so no other task has to wake for them (:meth:`_kick`).
+            await self._send_due()
         await self._link.send(message)
 
     async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:
@@ -269,27 +291,57 @@ class StreamSet:
             return  # 1.0 server, or the session ended: the server returned everything
         counts = self._consumed
         due = counts.taken(stream.stream_id, size) if size else False
-        if (flush and counts.flush(stream.stream_id)) or due:
-            self._consumed_due.set()
+        if ((flush and counts.flush(stream.stream_id)) or due) and not self._kick_scheduled:
+            self._kick_scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
 
     def unread(self, stream: _StreamBase, size: int) -> None:
         if self.consumed_mode:
             self._consumed.restored(stream.stream_id, size)
 
-    async def report_consumed(self) -> None:
+    def _kick(self) -> None:
+        """Reports became due during the last step: those that no send carried meanwhile
+        (:meth:`send`) go through the reporter task, made on first need. Deciding one
+        callback later, rather than waking the reporter at once, spares a task step per
+        stream where the app answers what it read, as most do."""
+        self._kick_scheduled = False
+        if not self._consumed.has_due() or self._session.is_closed:
+            return
+        if self.reporter is None:
+            self.reporter = asyncio.create_task(
+                self._report(), name=f"webtransport-session-{self._session.session_id}-credit"
+            )
+        else:
+            self._consumed_due.set()
+
+    async def _report(self) -> None:
         """Send the due ``webtransport.stream.consumed`` reports, until the session ends.
         A task of its own, so that reads never wait on ``send`` and a cancelled read loses
         nothing."""
         while True:
-            await self._consumed_due.wait()
+            if self._consumed.has_due():
+                if not await self._send_due():
+                    return
+                continue
             self._consumed_due.clear()
-            for stream_id, size in self._consumed.due():
-                try:
-                    await self._link.send_raw(
-                        {"type": "webtransport.stream.consumed", "stream": stream_id, "bytes": size}
-                    )
-                except OSError:
-                    return  # the session is over: the server returned everything itself
+            await self._consumed_due.wait()
+
+    async def _send_due(self) -> bool:
+        """Send every due report; False once the server says the session is over (it
+        returned all credit itself). A report whose send was interrupted is due again."""
+        counts = self._consumed
+        while (report := counts.pop_due()) is not None:
+            stream_id, size = report
+            try:
+                await self._link.send_raw(
+                    {"type": "webtransport.stream.consumed", "stream": stream_id, "bytes": size}
+                )
+            except OSError:
+                return False
+            except BaseException:
+                counts.requeue(stream_id, size)
+                raise
+        return True
 
     # --- internals ----------------------------------------------------------------------
 
@@ -333,8 +385,11 @@ class StreamSet:
         else:
             stream = WebTransportReceiveStream(self, stream_id)
         self._register(stream)
-        self.incoming.append(stream)
-        self._incoming_changed.set()
+        if self._on_incoming is not None:
+            self._on_incoming(stream)
+        else:
+            self.incoming.append(stream)
+            self._incoming_changed.set()
         await self._link.emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
 
     async def _refuse(self, stream_id: int, bidirectional: bool) -> None:
@@ -353,7 +408,7 @@ class StreamSet:
         await self._link.emit(EventType.STREAM_REFUSED, stream_id=stream_id)
 
     async def _on_opened(self, stream_id: int, bidirectional: bool) -> None:
-        pending = self.pending.popleft()
+        pending = self.pending.pop(0)
         if pending.future.done():  # the create_*_stream() call gave up
             self.demux.retire(stream_id)
             self._diagnostics.streams_abandoned += 1

@@ -72,6 +72,7 @@ async def serve_streams(
     if session.state is SessionState.CONNECTING:
         raise RuntimeError("serve_streams() needs an accepted session; call accept() first")
     tasks: set[asyncio.Task[None]] = set()
+    prefix = f"webtransport-session-{session.session_id}"
     async with asyncio.TaskGroup() as group:
 
         def start(coroutine: Coroutine[Any, Any, None], name: str) -> None:
@@ -79,20 +80,26 @@ async def serve_streams(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        async def accept_streams() -> None:
-            async for stream in session.incoming_streams():
-                start(
-                    _serve_stream(session, on_stream, stream),
-                    f"webtransport-session-{session.session_id}-stream-{stream.stream_id}",
-                )
+        def on_incoming(stream: StreamType) -> None:
+            # Called by the session's reader as it admits the stream: the handler's task
+            # starts there, with no consumer task in between.
+            start(_serve_stream(session, on_stream, stream), f"{prefix}-stream-{stream.stream_id}")
 
-        start(accept_streams(), f"webtransport-session-{session.session_id}-streams")
+        def on_datagrams() -> None:
+            # The pump starts with the first datagram: a session that never gets one
+            # (most) costs no task for it.
+            assert on_datagram is not None
+            start(_serve_datagrams(session, on_datagram), f"{prefix}-datagrams")
+
+        streams = session._streams
+        streams.serve_incoming(on_incoming)
         if on_datagram is not None:
-            start(
-                _serve_datagrams(session, on_datagram),
-                f"webtransport-session-{session.session_id}-datagrams",
-            )
-        await session.wait_closed()
+            session.datagrams._when_arrived(on_datagrams)
+        try:
+            await session.wait_closed()
+        finally:
+            streams.serve_incoming(None)
+            session.datagrams._when_arrived(None)
         for task in tasks:
             task.cancel()
 

@@ -64,6 +64,22 @@ class WebTransportQuicConnection(QuicConnection):
     the application has taken that event.
     """
 
+    # Our attributes live in slots: aioquic's connection keeps over a hundred in its
+    # __dict__, and a dozen more there would double that table (3 KiB per connection).
+    __slots__ = (
+        "_answering",
+        "_credit_owed",
+        "_discarded_unread",
+        "_keep_alive_at",
+        "_unread_streams",
+        "budget",
+        "keep_alive",
+        "on_credit",
+        "timed_out",
+        "unconsumed",
+        "unconsumed_total",
+    )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.unconsumed: dict[int, int] = {}
@@ -75,7 +91,7 @@ class WebTransportQuicConnection(QuicConnection):
         """Peer streams whose last event waits for the application; aioquic still has them."""
         self._discarded_unread: set[int] = set()
         """The same, for streams aioquic has discarded since."""
-        self._credit_owed = {False: 0, True: 0}
+        self._credit_owed = [0, 0]  # indexed by ``unidirectional`` (a bool)
         """Streams of ``_discarded_unread`` (per direction) whose credit aioquic has
         already returned, to be withheld from the next streams it discards."""
         self.budget: ReceiveBudget | None = None
