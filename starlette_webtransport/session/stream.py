@@ -73,6 +73,7 @@ class _StreamBase:
         "_created_at",
         "_half_closed_at",
         "_max_write_wait",
+        "_over",
         "_owner",
         "_readable",
         "_reading",
@@ -98,13 +99,17 @@ class _StreamBase:
         self._buffer = bytearray()
         self._reset_code: int | None = None
         self._readable = Signal()
-        self._space = Signal(True)
+        self._over = False
+        """More than ``stream_buffer_size`` unread bytes (a 1.0 server's reader pauses)."""
+        self._space: Signal | None = None
+        """Made for the paused reader only: most streams never fill up."""
         self._reading = False
         self._bytes_received = 0
         # sending side
         self._stop_code: int | None = None
         self._writes_in_flight = 0
-        self._writes_idle = Signal(True)
+        self._writes_idle: Signal | None = None
+        """Made for ``drain()`` only, and only while writes are in flight."""
         self._bytes_sent = 0
         self._max_write_wait = 0.0
 
@@ -167,10 +172,19 @@ class _StreamBase:
 
     async def _wait_for_space(self) -> None:
         """Until the app read the buffer below ``stream_buffer_size`` (1.0 servers)."""
-        await self._space.wait()
+        if self._over:
+            if self._space is None:
+                self._space = Signal()
+            await self._space.wait()
 
     def _full(self) -> bool:
-        return not self._space.is_set()
+        return self._over
+
+    def _make_space(self) -> None:
+        self._over = False
+        space, self._space = self._space, None
+        if space is not None:
+            space.set()
 
     def _feed(self, data: bytes, end_stream: bool) -> None:
         self._buffer += data
@@ -180,7 +194,7 @@ class _StreamBase:
             self._report_if_read_out()
         self._readable.set()
         if len(self._buffer) > self._owner.config.stream_buffer_size:
-            self._space.clear()
+            self._over = True
 
     def _peer_reset(self, code: int | None) -> None:
         self._recv = Side.RESET
@@ -207,7 +221,7 @@ class _StreamBase:
         if self._send is Side.OPEN:
             self._send = Side.ABORTED
         self._readable.set()
-        self._space.set()
+        self._make_space()
 
     def debug_info(self) -> dict[str, Any]:
         """What ``session.debug_state()`` shows of this stream."""
@@ -332,7 +346,7 @@ class WebTransportReceiveStream(_StreamBase):
         check_code(code, "error codes")
         self._owner.consumed(self, len(self._buffer), flush=True)  # dropped: consumed
         self._buffer.clear()
-        self._space.set()
+        self._make_space()
         self._readable.set()
         side = self._recv
         if side is Side.OPEN:
@@ -369,8 +383,8 @@ class WebTransportReceiveStream(_StreamBase):
     def _take(self, n: int) -> bytes:
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
-        if len(self._buffer) <= self._owner.config.stream_buffer_size:
-            self._space.set()
+        if self._over and len(self._buffer) <= self._owner.config.stream_buffer_size:
+            self._make_space()
         self._owner.consumed(self, len(data))
         self._report_if_read_out()
         return data
@@ -421,7 +435,6 @@ class WebTransportSendStream(_StreamBase):
         if end_stream:
             self._send = Side.FINISHED
         self._writes_in_flight += 1
-        self._writes_idle.clear()
         started = time.monotonic()
         try:
             await self._owner.send(
@@ -434,8 +447,9 @@ class WebTransportSendStream(_StreamBase):
             )
         finally:
             self._writes_in_flight -= 1
-            if not self._writes_in_flight:
+            if not self._writes_in_flight and self._writes_idle is not None:
                 self._writes_idle.set()
+                self._writes_idle = None
         waited = time.monotonic() - started
         self._bytes_sent += len(payload)
         self._max_write_wait = max(self._max_write_wait, waited)
@@ -446,7 +460,10 @@ class WebTransportSendStream(_StreamBase):
     async def drain(self) -> None:
         """Wait until writes in flight from other tasks were taken by the server; raise
         if the peer stopped the stream. (``write`` itself already waits for backpressure.)"""
-        await self._writes_idle.wait()
+        if self._writes_in_flight:
+            if self._writes_idle is None:
+                self._writes_idle = Signal()
+            await self._writes_idle.wait()
         if self._send is Side.STOPPED:
             raise StreamStoppedError(self._stop_code, stream_id=self._stream_id)
         if self._send is Side.ABORTED:

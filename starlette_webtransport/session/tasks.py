@@ -36,6 +36,9 @@ StreamHandler = Callable[[StreamType], Awaitable[object]]
 DatagramHandler = Callable[[bytes], Awaitable[object] | None]
 """``on_datagram(data)``, a plain function or a coroutine function."""
 
+_PRUNE_AT = 64
+"""Finished handler tasks ``serve_streams`` may hold on to before it drops them."""
+
 _QUIET = (StreamResetError, StreamStoppedError, SessionEnd)
 """What ends a handler without a log line: the peer gave the stream up, or the session
 ended. Neither is the app's fault, and both happen in every healthy deployment."""
@@ -71,14 +74,19 @@ async def serve_streams(
     """
     if session.state is SessionState.CONNECTING:
         raise RuntimeError("serve_streams() needs an accepted session; call accept() first")
-    tasks: set[asyncio.Task[None]] = set()
+    # The group's tasks, to cancel when the session ends. Finished ones are pruned now and
+    # then rather than by a done callback, which would cost a loop callback per stream.
+    tasks: list[asyncio.Task[None]] = []
+    prune_at = _PRUNE_AT
     prefix = f"webtransport-session-{session.session_id}"
     async with asyncio.TaskGroup() as group:
 
         def start(coroutine: Coroutine[Any, Any, None], name: str) -> None:
-            task = group.create_task(coroutine, name=name)
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            nonlocal prune_at
+            if len(tasks) >= prune_at:
+                tasks[:] = [task for task in tasks if not task.done()]
+                prune_at = max(_PRUNE_AT, 2 * len(tasks))
+            tasks.append(group.create_task(coroutine, name=name))
 
         def on_incoming(stream: StreamType) -> None:
             # Called by the session's reader as it admits the stream: the handler's task
