@@ -276,7 +276,7 @@ class WebTransportQuicProtocol(QuicProtocol):
         assert self._state is not None
         quic = connection.quic
         quic.budget = budget = self._state.budget
-        quic.on_credit = lambda: self._schedule(connection)
+        quic.on_credit = partial(self._schedule, connection)
         if budget.exhausted():
             limit = quic._local_max_data
             limit.value = limit.sent = EXHAUSTED_WINDOW

@@ -98,8 +98,8 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         self._diagnostics = Diagnostics(
             self,
             draft=extension.get("draft"),
-            reader_running=lambda: self._reader is not None and not self._reader.done(),
-            emit_health=lambda issues: self._emit(EventType.SESSION_HEALTH, issues=issues),
+            reader_running=self._reader_running,
+            emit_health=self._emit_health,
         )
         self._stats = self._diagnostics.stats
         link = Link(
@@ -417,6 +417,12 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         self._datagrams._wake()
         await self._streams.end()
         await self._emit(EventType.SESSION_CLOSED, code=code, reason=reason, by=by)
+
+    def _reader_running(self) -> bool:
+        return self._reader is not None and not self._reader.done()
+
+    async def _emit_health(self, issues: list[str]) -> None:
+        await self._emit(EventType.SESSION_HEALTH, issues=issues)
 
     def _closed_error(self) -> SessionClosedError:
         if self._closed_by is None:

@@ -98,7 +98,8 @@ class StreamSet:
         self.demux = fx.Demux(local_bit=local_bit)
         self._incoming_changed = Signal()
         self._on_incoming: Callable[[StreamType], object] | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] | None = None
+        """Abandoned opens being reset; made by the first (an empty set is 216 bytes)."""
         self.consumed_mode = consumed_mode
         """The server returns receive credit on ``webtransport.stream.consumed`` (1.1)."""
         self._consumed = ConsumedCounts(constants.CONSUMED_REPORT_BYTES)
@@ -356,6 +357,8 @@ class StreamSet:
 
     def _spawn(self, coroutine: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        if self._background is None:
+            self._background = set()
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

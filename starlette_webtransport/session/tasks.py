@@ -74,42 +74,65 @@ async def serve_streams(
     """
     if session.state is SessionState.CONNECTING:
         raise RuntimeError("serve_streams() needs an accepted session; call accept() first")
-    # The group's tasks, to cancel when the session ends. Finished ones are pruned now and
-    # then rather than by a done callback, which would cost a loop callback per stream.
-    tasks: list[asyncio.Task[None]] = []
-    prune_at = _PRUNE_AT
-    prefix = f"webtransport-session-{session.session_id}"
     async with asyncio.TaskGroup() as group:
-
-        def start(coroutine: Coroutine[Any, Any, None], name: str) -> None:
-            nonlocal prune_at
-            if len(tasks) >= prune_at:
-                tasks[:] = [task for task in tasks if not task.done()]
-                prune_at = max(_PRUNE_AT, 2 * len(tasks))
-            tasks.append(group.create_task(coroutine, name=name))
-
-        def on_incoming(stream: StreamType) -> None:
-            # Called by the session's reader as it admits the stream: the handler's task
-            # starts there, with no consumer task in between.
-            start(_serve_stream(session, on_stream, stream), f"{prefix}-stream-{stream.stream_id}")
-
-        def on_datagrams() -> None:
-            # The pump starts with the first datagram: a session that never gets one
-            # (most) costs no task for it.
-            assert on_datagram is not None
-            start(_serve_datagrams(session, on_datagram), f"{prefix}-datagrams")
-
+        handlers = _Handlers(session, group, on_stream, on_datagram)
         streams = session._streams
-        streams.serve_incoming(on_incoming)
+        streams.serve_incoming(handlers.stream_arrived)
         if on_datagram is not None:
-            session.datagrams._when_arrived(on_datagrams)
+            session.datagrams._when_arrived(handlers.datagram_arrived)
         try:
             await session.wait_closed()
         finally:
             streams.serve_incoming(None)
             session.datagrams._when_arrived(None)
-        for task in tasks:
+        handlers.cancel()
+
+
+class _Handlers:
+    """The task group of one ``serve_streams`` call and the tasks it starts in it: an
+    object with slots rather than closures, the state of every idle session."""
+
+    __slots__ = ("group", "on_datagram", "on_stream", "prefix", "prune_at", "session", "tasks")
+
+    def __init__(
+        self,
+        session: WebTransportSession,
+        group: asyncio.TaskGroup,
+        on_stream: StreamHandler,
+        on_datagram: DatagramHandler | None,
+    ) -> None:
+        self.session = session
+        self.group = group
+        self.on_stream = on_stream
+        self.on_datagram = on_datagram
+        self.prefix = f"webtransport-session-{session.session_id}"
+        self.tasks: list[asyncio.Task[None]] = []
+        """To cancel when the session ends. Finished ones are pruned now and then rather
+        than by a done callback, which would cost a loop callback per stream."""
+        self.prune_at = _PRUNE_AT
+
+    def stream_arrived(self, stream: StreamType) -> None:
+        """Called by the session's reader as it admits the stream: the handler's task
+        starts there, with no consumer task in between."""
+        name = f"{self.prefix}-stream-{stream.stream_id}"
+        self._start(_serve_stream(self.session, self.on_stream, stream), name)
+
+    def datagram_arrived(self) -> None:
+        """The pump starts with the first datagram: a session that never gets one (most)
+        costs no task for it."""
+        assert self.on_datagram is not None
+        self._start(_serve_datagrams(self.session, self.on_datagram), f"{self.prefix}-datagrams")
+
+    def cancel(self) -> None:
+        for task in self.tasks:
             task.cancel()
+
+    def _start(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        tasks = self.tasks
+        if len(tasks) >= self.prune_at:
+            tasks[:] = [task for task in tasks if not task.done()]
+            self.prune_at = max(_PRUNE_AT, 2 * len(tasks))
+        tasks.append(self.group.create_task(coroutine, name=name))
 
 
 async def _serve_stream(

@@ -69,9 +69,8 @@ class WebTransportQuicConnection(QuicConnection):
     __slots__ = (
         "_answering",
         "_credit_owed",
-        "_discarded_unread",
         "_keep_alive_at",
-        "_unread_streams",
+        "_unread",
         "budget",
         "keep_alive",
         "on_credit",
@@ -87,12 +86,12 @@ class WebTransportQuicConnection(QuicConnection):
         self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = MAX_STREAMS
         self._local_max_streams_uni.value = self._local_max_streams_uni.sent = MAX_STREAMS
         self._streams = _StreamTable(self)
-        self._unread_streams: set[int] = set()
-        """Peer streams whose last event waits for the application; aioquic still has them."""
-        self._discarded_unread: set[int] = set()
-        """The same, for streams aioquic has discarded since."""
+        self._unread: dict[int, bool] = {}
+        """Peer streams whose last event waits for the application -> whether aioquic has
+        discarded them since (one dict rather than two sets: 64 bytes, not 432, while
+        empty)."""
         self._credit_owed = [0, 0]  # indexed by ``unidirectional`` (a bool)
-        """Streams of ``_discarded_unread`` (per direction) whose credit aioquic has
+        """Discarded streams of ``_unread`` (per direction) whose credit aioquic has
         already returned, to be withheld from the next streams it discards."""
         self.budget: ReceiveBudget | None = None
         """Shared by every connection of a server worker: no new connection credit while
@@ -201,18 +200,16 @@ class WebTransportQuicConnection(QuicConnection):
     def hold_stream(self, stream_id: int) -> None:
         """The peer stream's last event was queued for the application."""
         if stream_id in self._streams:
-            self._unread_streams.add(stream_id)
+            self._unread[stream_id] = False
         else:  # discarded before its last event was handled: aioquic already gave credit
-            self._discarded_unread.add(stream_id)
+            self._unread[stream_id] = True
             self._credit_owed[bool(stream_id & 0x2)] += 1
 
     def release_stream(self, stream_id: int) -> bool:
         """The application took the peer stream's last event: it may open another. True
         when that credit is new now (rather than once aioquic discards the stream)."""
-        if stream_id in self._unread_streams:
-            self._unread_streams.remove(stream_id)  # aioquic gives credit once it discards it
-            return False
-        self._discarded_unread.remove(stream_id)
+        if not self._unread.pop(stream_id):
+            return False  # aioquic gives credit once it discards it
         unidirectional = bool(stream_id & 0x2)
         if self._credit_owed[unidirectional]:
             self._credit_owed[unidirectional] -= 1  # never withheld, so nothing to give back
@@ -226,9 +223,8 @@ class WebTransportQuicConnection(QuicConnection):
         if stream_is_client_initiated(stream_id) == self._is_client:
             return
         unidirectional = bool(stream_id & 0x2)
-        if stream_id in self._unread_streams:
-            self._unread_streams.remove(stream_id)
-            self._discarded_unread.add(stream_id)
+        if self._unread.get(stream_id) is False:
+            self._unread[stream_id] = True
         elif self._credit_owed[unidirectional]:
             self._credit_owed[unidirectional] -= 1
         else:
