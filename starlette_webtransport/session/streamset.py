@@ -90,6 +90,9 @@ class StreamSet:
         self._link = link
         self._session = link.session
         self._diagnostics = diagnostics
+        self.config: SessionConfig = link.session.config
+        """The session's (it never changes): an attribute, read on every received
+        message and every read, rather than a property chain to the session."""
         self.streams: dict[int, _StreamBase] = {}
         # Lists, not deques: both stay short (max_incoming_streams, max_streams), and an
         # empty deque costs 770 bytes in every session, an empty list 56.
@@ -112,7 +115,7 @@ class StreamSet:
 
     def receive(self, message: Mapping[str, Any]) -> list[fx.Effect]:
         """The effects of a received message (:class:`~.demux.Demux`)."""
-        config = self._session.config
+        config = self.config
         admit = (
             len(self.streams) + len(self.pending) < config.max_streams
             and len(self.incoming) < config.max_incoming_streams
@@ -169,7 +172,7 @@ class StreamSet:
     async def open(self, *, bidirectional: bool, timeout: float | None) -> WebTransportSendStream:
         link = self._link
         link.check_open()
-        config = self._session.config
+        config = self.config
         if len(self.streams) + len(self.pending) >= config.max_streams:
             raise StreamLimitError(
                 f"session {self._session.session_id} has {len(self.streams)} open streams and "
@@ -244,10 +247,6 @@ class StreamSet:
                 await self._incoming_changed.wait()
 
     # --- StreamOwner and DatagramOwner: what the streams and datagrams see -----------
-
-    @property
-    def config(self) -> SessionConfig:
-        return self._session.config
 
     @property
     def close_code(self) -> int | None:
