@@ -72,6 +72,17 @@ class LocalCredit:
     application keeps reading, and never has more than a window unread.
     """
 
+    __slots__ = (
+        "data_consumed",
+        "data_granted",
+        "data_received",
+        "enabled",
+        "limits",
+        "streams_granted",
+        "streams_opened",
+        "streams_retired",
+    )
+
     def __init__(self, limits: FlowControlLimits, *, enabled: bool = True) -> None:
         self.limits = limits
         self.enabled = enabled
@@ -144,6 +155,15 @@ class PeerCredit:
     unlimited. A peer that sent only some of the initial SETTINGS grants 0 for those it
     left out, as the draft's defaults say.
     """
+
+    __slots__ = (
+        "_data_blocked_at",
+        "_streams_blocked_at",
+        "data_sent",
+        "max_data",
+        "max_streams",
+        "streams_opened",
+    )
 
     def __init__(
         self, max_data: int | None, max_streams_bidi: int | None, max_streams_uni: int | None

@@ -22,6 +22,12 @@ class ConsumedCounts:
     not reported twice when it is read again.
     """
 
+    __slots__ = (
+        "_counts",
+        "_due",
+        "batch",
+    )
+
     def __init__(self, batch: int) -> None:
         if batch < 1:
             raise ValueError(f"the report batch must be at least one byte, got {batch}")

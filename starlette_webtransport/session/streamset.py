@@ -84,6 +84,26 @@ class PendingOpen:
 class StreamSet:
     """Live streams, peer streams waiting for the app, opens waiting for the server."""
 
+    # Slots: one of these per session (or connection), and a __dict__ doubles its size.
+    __slots__ = (
+        "_background",
+        "_consumed",
+        "_consumed_due",
+        "_diagnostics",
+        "_incoming_changed",
+        "_kick_scheduled",
+        "_link",
+        "_on_incoming",
+        "_session",
+        "config",
+        "consumed_mode",
+        "demux",
+        "incoming",
+        "pending",
+        "reporter",
+        "streams",
+    )
+
     def __init__(
         self, link: Link, diagnostics: Diagnostics, *, local_bit: int, consumed_mode: bool
     ) -> None:

@@ -121,6 +121,24 @@ class SessionRouter:
     (:meth:`quic_event`), and calls :meth:`wake_writers` after each transmit.
     """
 
+    # Slots: one of these per session (or connection), and a __dict__ doubles its size.
+    __slots__ = (
+        "_held",
+        "_held_bytes",
+        "_held_datagrams",
+        "_held_streams",
+        "_writable",
+        "awaiting",
+        "closed",
+        "h3",
+        "limits",
+        "orphans",
+        "quic",
+        "sessions",
+        "streams",
+        "transmit_soon",
+    )
+
     def __init__(
         self,
         quic: WebTransportQuicConnection,
@@ -371,6 +389,38 @@ class SessionChannel:
     that arrive before it accepted; a client channel is opened by the server's 2xx
     (:meth:`established`) and keeps streams that race ahead of it.
     """
+
+    # Slots: one of these per session (or connection), and a __dict__ doubles its size.
+    __slots__ = (
+        "accepted",
+        "close_cause",
+        "consumed_mode",
+        "credit",
+        "datagrams",
+        "datagrams_dropped",
+        "delivered",
+        "disconnected",
+        "draft",
+        "drain_sent",
+        "events",
+        "final_queued",
+        "finished",
+        "first_own",
+        "h3",
+        "max_datagram_size",
+        "next_peer",
+        "peer_bit",
+        "peer_credit",
+        "pending_opens",
+        "protocol",
+        "quic",
+        "role",
+        "router",
+        "stream_id",
+        "streams",
+        "subprotocols",
+        "waiter",
+    )
 
     def __init__(
         self,
