@@ -231,11 +231,15 @@ class WebTransportH3Protocol(H3Protocol):
         self.limits = Limits() if self.server_state is None else self.server_state.limits
         self.router = SessionRouter(quic, self.connection, send, self.limits)
         self.pending_connects: list[HeadersReceived] = []
-        loop = asyncio.get_running_loop()
-        self.sync_spawn = lambda func, *args: loop.run_in_executor(None, func, *args)
-        self.call_soon = lambda func, *args: asyncio.run_coroutine_threadsafe(
-            func(*args), loop
-        ).result()
+        self.loop = asyncio.get_running_loop()
+
+    # hypercorn's sync_spawn and call_soon for the app: methods, not lambdas per connection.
+    def sync_spawn(self, func: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return self.loop.run_in_executor(None, func, *args)
+
+    def call_soon(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """From the app's worker threads: run ``func(*args)`` on the loop, wait for it."""
+        return asyncio.run_coroutine_threadsafe(func(*args), self.loop).result()  # type: ignore[arg-type]
 
     def session_ended(self, session: WebTransportSessionHandler) -> None:
         if self.server_state is not None:
