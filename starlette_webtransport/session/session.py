@@ -109,6 +109,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
             send=self._send_stream_message,
             send_raw=self._send,
             emit=self._emit,
+            has_handlers=self._has_handlers,
         )
         self._streams = StreamSet(
             link,
@@ -474,7 +475,8 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
             self._stats.datagrams_received += 1
             self._diagnostics.datagram_bytes_received += len(effect.data)
             dropped = self._datagrams._deliver(effect.data)
-            await self._emit(EventType.DATAGRAM_RECEIVED, size=len(effect.data))
+            if self._handlers:  # no coroutine per datagram for a session without handlers
+                await self._emit(EventType.DATAGRAM_RECEIVED, size=len(effect.data))
             if dropped is not None:
                 await self._emit(EventType.DATAGRAM_DROPPED, size=len(dropped))
         elif isinstance(effect, fx.Drain):

@@ -72,6 +72,9 @@ class Link:
     """The same without the session's checks; the server's ``OSError`` passes."""
     emit: Callable[..., Awaitable[None]]
     """``emit(event_type, **data)``: the session's events."""
+    has_handlers: Callable[[EventType], bool]
+    """Whether ``emit`` of that event would call anything: per-stream events are only
+    built (a coroutine and its arguments) for a session that listens to them."""
 
 
 @dataclass(eq=False, slots=True)
@@ -289,7 +292,8 @@ class StreamSet:
         if stream._state_changed() and self.streams.pop(stream.stream_id, None) is not None:
             self.demux.retire(stream.stream_id)
             self._diagnostics.stats.streams_closed += 1
-            await self._link.emit(EventType.STREAM_CLOSED, stream=stream)
+            if self._link.has_handlers(EventType.STREAM_CLOSED):
+                await self._link.emit(EventType.STREAM_CLOSED, stream=stream)
 
     @property
     def is_closed(self) -> bool:
@@ -412,7 +416,8 @@ class StreamSet:
         else:
             self.incoming.append(stream)
             self._incoming_changed.set()
-        await self._link.emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
+        if self._link.has_handlers(EventType.STREAM_OPENED):
+            await self._link.emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
 
     async def _refuse(self, stream_id: int, bidirectional: bool) -> None:
         self._diagnostics.streams_refused += 1
