@@ -82,9 +82,11 @@ async def serve_streams(
             session.datagrams._when_arrived(handlers.datagram_arrived)
         try:
             await session.wait_closed()
-        finally:
-            streams.serve_incoming(None)
-            session.datagrams._when_arrived(None)
+        finally:  # unless a later serve_streams() call on the session took them over
+            if streams._on_incoming == handlers.stream_arrived:
+                streams.serve_incoming(None)
+            if session.datagrams._on_arrival == handlers.datagram_arrived:
+                session.datagrams._when_arrived(None)
         handlers.cancel()
 
 
