@@ -270,6 +270,8 @@ class StreamSet:
                 await self._incoming_changed.wait()
 
     # --- StreamOwner and DatagramOwner: what the streams and datagrams see -----------
+    # (``stream._stream_id`` rather than the ``stream_id`` property on these paths: they run
+    # several times per stream, and the property is a Python call each time.)
 
     @property
     def close_code(self) -> int | None:
@@ -289,8 +291,8 @@ class StreamSet:
     async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:
         if error:
             self._diagnostics.stats.stream_errors += 1
-        if stream._state_changed() and self.streams.pop(stream.stream_id, None) is not None:
-            self.demux.retire(stream.stream_id)
+        if stream._state_changed() and self.streams.pop(stream._stream_id, None) is not None:
+            self.demux.retire(stream._stream_id)
             self._diagnostics.stats.streams_closed += 1
             if self._link.has_handlers(EventType.STREAM_CLOSED):
                 await self._link.emit(EventType.STREAM_CLOSED, stream=stream)
@@ -308,20 +310,20 @@ class StreamSet:
         self._diagnostics.datagram_bytes_sent += size
 
     def wrote(self, stream: _StreamBase, size: int, waited: float) -> None:
-        self._diagnostics.record_write(stream.stream_id, size, waited)
+        self._diagnostics.record_write(stream._stream_id, size, waited)
 
     def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
         if not self.consumed_mode or self._session.is_closed:
             return  # 1.0 server, or the session ended: the server returned everything
         counts = self._consumed
-        due = counts.taken(stream.stream_id, size) if size else False
-        if ((flush and counts.flush(stream.stream_id)) or due) and not self._kick_scheduled:
+        due = counts.taken(stream._stream_id, size) if size else False
+        if ((flush and counts.flush(stream._stream_id)) or due) and not self._kick_scheduled:
             self._kick_scheduled = True
             asyncio.get_running_loop().call_soon(self._kick)
 
     def unread(self, stream: _StreamBase, size: int) -> None:
         if self.consumed_mode:
-            self._consumed.restored(stream.stream_id, size)
+            self._consumed.restored(stream._stream_id, size)
 
     def _kick(self) -> None:
         """Reports became due during the last step: those that no send carried meanwhile
@@ -370,10 +372,10 @@ class StreamSet:
     # --- internals ----------------------------------------------------------------------
 
     def _register(self, stream: _StreamBase) -> None:
-        self.streams[stream.stream_id] = stream
+        self.streams[stream._stream_id] = stream
         stats = self._diagnostics.stats
         stats.streams_created += 1
-        if is_unidirectional(stream.stream_id):
+        if is_unidirectional(stream._stream_id):
             stats.unidirectional_streams += 1
         else:
             stats.bidirectional_streams += 1
