@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..asgi import is_unidirectional
 from . import constants
 from . import demux as fx
-from .credit import ConsumedCounts
 from .events import EventType
 from .exceptions import (
     ProtocolError,
@@ -28,6 +27,7 @@ from .exceptions import (
     StreamLimitError,
     WebTransportTimeoutError,
 )
+from .reporter import ConsumedReporter
 from .signal import Signal
 from .stream import (
     StreamType,
@@ -90,20 +90,17 @@ class StreamSet:
     # Slots: one of these per session (or connection), and a __dict__ doubles its size.
     __slots__ = (
         "_background",
-        "_consumed",
-        "_consumed_due",
         "_diagnostics",
         "_incoming_changed",
-        "_kick_scheduled",
         "_link",
         "_on_incoming",
+        "_reporter",
         "_session",
         "config",
         "consumed_mode",
         "demux",
         "incoming",
         "pending",
-        "reporter",
         "streams",
     )
 
@@ -128,11 +125,7 @@ class StreamSet:
         """Abandoned opens being reset; made by the first (an empty set is 216 bytes)."""
         self.consumed_mode = consumed_mode
         """The server returns receive credit on ``webtransport.stream.consumed`` (1.1)."""
-        self._consumed = ConsumedCounts(constants.CONSUMED_REPORT_BYTES)
-        self._consumed_due = Signal()
-        self._kick_scheduled = False
-        self.reporter: asyncio.Task[None] | None = None
-        """Sends the reports no write carried (:meth:`_kick`); made when first needed."""
+        self._reporter = ConsumedReporter(link.session, link.send_raw)
 
     # --- what the reader asks ----------------------------------------------------------
 
@@ -176,9 +169,7 @@ class StreamSet:
 
     async def end(self) -> None:
         """The session ended: opens fail, streams abort, waiters wake."""
-        self._consumed.clear()  # the server returns all credit of an ended session
-        if self.reporter is not None:
-            self.reporter.cancel()
+        self._reporter.end()  # the server returns all credit of an ended session
         for pending in self.pending:
             if not pending.future.done():
                 pending.future.set_exception(self._link.closed_error())
@@ -282,10 +273,10 @@ class StreamSet:
         return self._session.close_reason
 
     async def send(self, message: Message) -> None:
-        if self._consumed.has_due():
+        if self._reporter.has_due():
             # Reports due ride with the app's own send: usually the reply to what it has
-            # just read, so no other task has to wake for them (:meth:`_kick`).
-            await self._send_due()
+            # just read, so no other task has to wake for them (.reporter).
+            await self._reporter.send_due()
         await self._link.send(message)
 
     async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:
@@ -313,61 +304,17 @@ class StreamSet:
         self._diagnostics.record_write(stream._stream_id, size, waited)
 
     def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
-        if not self.consumed_mode or self._session.is_closed:
-            return  # 1.0 server, or the session ended: the server returned everything
-        counts = self._consumed
-        due = counts.taken(stream._stream_id, size) if size else False
-        if ((flush and counts.flush(stream._stream_id)) or due) and not self._kick_scheduled:
-            self._kick_scheduled = True
-            asyncio.get_running_loop().call_soon(self._kick)
+        if self.consumed_mode and not self._session.is_closed:  # else the server returns it
+            self._reporter.consumed(stream._stream_id, size, flush=flush)
 
     def unread(self, stream: _StreamBase, size: int) -> None:
         if self.consumed_mode:
-            self._consumed.restored(stream._stream_id, size)
+            self._reporter.unread(stream._stream_id, size)
 
-    def _kick(self) -> None:
-        """Reports became due during the last step: those that no send carried meanwhile
-        (:meth:`send`) go through the reporter task, made on first need. Deciding one
-        callback later, rather than waking the reporter at once, spares a task step per
-        stream where the app answers what it read, as most do."""
-        self._kick_scheduled = False
-        if not self._consumed.has_due() or self._session.is_closed:
-            return
-        if self.reporter is None:
-            self.reporter = asyncio.create_task(
-                self._report(), name=f"webtransport-session-{self._session.session_id}-credit"
-            )
-        else:
-            self._consumed_due.set()
-
-    async def _report(self) -> None:
-        """Send the due ``webtransport.stream.consumed`` reports, until the session ends.
-        A task of its own, so that reads never wait on ``send`` and a cancelled read loses
-        nothing."""
-        while True:
-            if self._consumed.has_due():
-                if not await self._send_due():
-                    return
-                continue
-            self._consumed_due.clear()
-            await self._consumed_due.wait()
-
-    async def _send_due(self) -> bool:
-        """Send every due report; False once the server says the session is over (it
-        returned all credit itself). A report whose send was interrupted is due again."""
-        counts = self._consumed
-        while (report := counts.pop_due()) is not None:
-            stream_id, size = report
-            try:
-                await self._link.send_raw(
-                    {"type": "webtransport.stream.consumed", "stream": stream_id, "bytes": size}
-                )
-            except OSError:
-                return False
-            except BaseException:
-                counts.requeue(stream_id, size)
-                raise
-        return True
+    @property
+    def reporter(self) -> asyncio.Task[None] | None:
+        """The task that sends the reports no write carried, once one was needed."""
+        return self._reporter.task
 
     # --- internals ----------------------------------------------------------------------
 
