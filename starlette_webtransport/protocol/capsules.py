@@ -303,6 +303,14 @@ class CapsuleParser:
     every later call raises the same error instead of parsing from a bogus offset.
     """
 
+    __slots__ = (
+        "_buffer",
+        "_closed",
+        "_error",
+        "_header",
+        "_max_capsule_size",
+    )
+
     def __init__(self, *, max_capsule_size: int = 65536) -> None:
         if max_capsule_size < _MIN_CAPSULE_SIZE:
             raise ValueError(

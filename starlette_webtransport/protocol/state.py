@@ -86,7 +86,7 @@ class SessionProtocol:
         self._fin_received = False
         # The peer's flow-control limits must only grow (draft: WT_FLOW_CONTROL_ERROR).
         self._peer_max_data = -1
-        self._peer_max_streams = {True: -1, False: -1}
+        self._peer_max_streams = [-1, -1]  # indexed by ``bidirectional`` (a bool)
         self.capsules_received = 0
         self.capsules_sent = 0
 

@@ -56,9 +56,14 @@ _session_ids = itertools.count(1)
 class WebTransportSessionHandler(SessionChannel):
     """One WebTransport session on hypercorn: the shared channel, run as an ASGI app call."""
 
+    # Ours in slots: added to the channel's __dict__ they would double its table.
+    __slots__ = ("accept_timer", "adapter", "rejected_status", "scope", "task", "timed_out")
+
     def __init__(
         self, adapter: WebTransportH3Protocol, stream_id: int, scope: dict[str, Any], draft: Draft
     ) -> None:
+        self.rejected_status: int | None = None
+        """The status the session was refused with, if it was never accepted."""
         super().__init__(
             adapter.router, stream_id, draft, role="server", subprotocols=scope["subprotocols"]
         )
@@ -77,9 +82,6 @@ class WebTransportSessionHandler(SessionChannel):
     @property
     def scope_session_id(self) -> str:
         return str(self.scope["extensions"]["webtransport"]["session_id"])
-
-    rejected_status: int | None = None
-    """The status the session was refused with, if it was never accepted."""
 
     def _reject(self, status: int, headers: Iterable[Any]) -> None:
         if not (self.accepted or self.finished or 200 <= status < 300):
@@ -234,11 +236,15 @@ class WebTransportH3Protocol(H3Protocol):
         self.limits = Limits() if self.server_state is None else self.server_state.limits
         self.router = SessionRouter(quic, self.connection, send, self.limits)
         self.pending_connects: list[HeadersReceived] = []
-        loop = asyncio.get_running_loop()
-        self.sync_spawn = lambda func, *args: loop.run_in_executor(None, func, *args)
-        self.call_soon = lambda func, *args: asyncio.run_coroutine_threadsafe(
-            func(*args), loop
-        ).result()
+        self.loop = asyncio.get_running_loop()
+
+    # hypercorn's sync_spawn and call_soon for the app: methods, not lambdas per connection.
+    def sync_spawn(self, func: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return self.loop.run_in_executor(None, func, *args)
+
+    def call_soon(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """From the app's worker threads: run ``func(*args)`` on the loop, wait for it."""
+        return asyncio.run_coroutine_threadsafe(func(*args), self.loop).result()  # type: ignore[arg-type]
 
     def session_ended(self, session: WebTransportSessionHandler) -> None:
         if self.server_state is not None:

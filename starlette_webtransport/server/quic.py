@@ -19,6 +19,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
@@ -96,8 +97,9 @@ class _Connection:
         self.address = address
         self.cids: set[bytes] = set()
         self.h3: WebTransportH3Protocol | None = None
-        self.http: deque[H3Event] = deque()
-        """Ordinary HTTP/3 events waiting for hypercorn, which handles them in a task."""
+        self.http: deque[H3Event] | None = None
+        """Ordinary HTTP/3 events waiting for hypercorn, which handles them in a task;
+        made by the first (a WebTransport-only connection never has one)."""
         self.http_task: asyncio.Task[None] | None = None
         self.quic = quic
         self.timer: asyncio.TimerHandle | None = None
@@ -229,7 +231,7 @@ class WebTransportQuicProtocol(QuicProtocol):
                     connection.address,
                     self.server,
                     quic,
-                    lambda c=connection: self._answer(c),  # type: ignore[misc]
+                    partial(self._answer, connection),
                 )
             elif isinstance(event, ConnectionIdIssued):
                 connection.cids.add(event.connection_id)
@@ -241,7 +243,10 @@ class WebTransportQuicProtocol(QuicProtocol):
                 http, routed = connection.h3.handle_nowait(event)
                 woke = woke or routed
                 if http:
-                    connection.http.extend(http)
+                    if connection.http is None:
+                        connection.http = deque(http)
+                    else:
+                        connection.http.extend(http)
                     if connection.http_task is None:
                         connection.http_task = self._loop.create_task(self._handle_http(connection))
             event = quic.next_event()
@@ -266,7 +271,7 @@ class WebTransportQuicProtocol(QuicProtocol):
         assert self._state is not None
         quic = connection.quic
         quic.budget = budget = self._state.budget
-        quic.on_credit = lambda: self._schedule(connection)
+        quic.on_credit = partial(self._schedule, connection)
         if budget.exhausted():
             limit = connection_limits(quic)[0]
             limit.value = limit.sent = EXHAUSTED_WINDOW

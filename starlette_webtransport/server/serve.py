@@ -31,7 +31,7 @@ from .devcert import (
 )
 from .options import ServeOptions, ServerState, format_bind, free_port
 from .quic import WebTransportUDPServer
-from .startup import print_banner
+from .startup import freeze_startup_heap, print_banner
 
 __all__ = [
     "CERTIFICATE_HASH_PATH",
@@ -170,6 +170,7 @@ async def serve_process(
     ready = asyncio.create_task(state.ready.wait())
     done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
     if ready in done:
+        freeze_startup_heap()
         if on_ready is not None:
             on_ready(state)
         else:

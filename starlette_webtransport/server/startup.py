@@ -7,12 +7,27 @@ startup block that ends with the URLs to open.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from .devcert import CERTIFICATE_HASH_PATH
 from .options import ServeOptions
+
+
+def freeze_startup_heap() -> None:
+    """Take what the process holds once it listens (modules, the app and its routes, the
+    server) out of the garbage collector's sight (``gc.freeze()``, a documented API).
+
+    Every few dozen sessions the collector makes a full pass, and that pass walked this
+    whole heap each time: 26 ms for the example app (10 ms for a bare echo), which came
+    to 0.2-0.5 ms per session setup. Objects made at startup live as long as the process,
+    so nothing is lost by never collecting them. Only the CLI's processes do this: a
+    program that embeds ``serve()`` owns its own heap."""
+    gc.collect()
+    gc.freeze()
+
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -8,7 +8,7 @@ would cost a message per read, so counts are batched: a stream's report is due o
 reaches :data:`~.constants.CONSUMED_REPORT_BYTES`, and at once when the app is about to
 wait on the stream or has read it to the end (a stream that waits while holding
 unreported bytes could otherwise starve the shared connection window). No I/O here: the
-session sends what :meth:`ConsumedCounts.due` returns.
+session sends what :meth:`ConsumedCounts.pop_due` returns.
 """
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ class ConsumedCounts:
     restores what it took) after its count was already reported is subtracted, so it is
     not reported twice when it is read again.
     """
+
+    __slots__ = (
+        "_counts",
+        "_due",
+        "batch",
+    )
 
     def __init__(self, batch: int) -> None:
         if batch < 1:
@@ -51,16 +57,34 @@ class ConsumedCounts:
             return True
         return False
 
+    def has_due(self) -> bool:
+        return bool(self._due)
+
+    def pop_due(self) -> tuple[int, int] | None:
+        """The next report to send, ``(stream id, bytes)``, counted as sent; ``None``
+        when none is due. One at a time, so that a report that could not be sent is
+        the only one to :meth:`requeue`."""
+        due = self._due
+        while due:
+            stream_id = next(iter(due))
+            del due[stream_id]
+            count = self._counts.get(stream_id, 0)
+            if count > 0:
+                del self._counts[stream_id]
+                return stream_id, count
+        return None
+
     def due(self) -> list[tuple[int, int]]:
         """The reports to send now, ``(stream id, bytes)``; they count as sent."""
         reports = []
-        for stream_id in self._due:
-            count = self._counts.get(stream_id, 0)
-            if count > 0:
-                reports.append((stream_id, count))
-                del self._counts[stream_id]
-        self._due.clear()
+        while (report := self.pop_due()) is not None:
+            reports.append(report)
         return reports
+
+    def requeue(self, stream_id: int, size: int) -> None:
+        """A report from :meth:`pop_due` was not sent: its bytes are due again."""
+        self._set(stream_id, self._counts.get(stream_id, 0) + size)
+        self._due[stream_id] = None
 
     def pending(self, stream_id: int) -> int:
         """Bytes of the stream read and not reported yet (diagnostics, tests)."""

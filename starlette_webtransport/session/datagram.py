@@ -8,12 +8,12 @@ reader that falls behind never stalls the session's streams.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from .exceptions import DatagramTooLargeError, SessionClosedError
+from .signal import Signal
 
 if TYPE_CHECKING:
     from ..asgi import SendMessage
@@ -45,10 +45,12 @@ class WebTransportDatagramTransport:
     def __init__(self, owner: DatagramOwner, *, max_datagram_size: int) -> None:
         self._owner = owner
         self._max_datagram_size = max_datagram_size
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes] | None = None
+        """Made by the first datagram: most sessions never get one."""
         self._queue_size = owner.config.datagram_queue_size
-        self._arrived = asyncio.Event()
+        self._arrived = Signal()
         self._dropped = 0
+        self._on_arrival: Callable[[], object] | None = None
 
     @property
     def max_datagram_size(self) -> int:
@@ -63,7 +65,7 @@ class WebTransportDatagramTransport:
     @property
     def queued(self) -> int:
         """Received datagrams waiting for ``receive()``."""
-        return len(self._queue)
+        return len(self._queue) if self._queue is not None else 0
 
     async def send(self, data: bytes) -> None:
         """Send one datagram; :class:`DatagramTooLargeError` (nothing sent) if it exceeds
@@ -98,12 +100,28 @@ class WebTransportDatagramTransport:
     def _deliver(self, data: bytes) -> bytes | None:
         """Queue ``data``; return the datagram dropped to make room, if any."""
         dropped = None
-        if len(self._queue) >= self._queue_size:
-            dropped = self._queue.popleft()
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        elif len(queue) >= self._queue_size:
+            dropped = queue.popleft()
             self._dropped += 1
-        self._queue.append(data)
+        queue.append(data)
         self._arrived.set()
+        callback = self._on_arrival
+        if callback is not None:
+            self._on_arrival = None
+            callback()
         return dropped
+
+    def _when_arrived(self, callback: Callable[[], object] | None) -> None:
+        """Call ``callback()`` (once) when a datagram is queued, at once if one is: lets
+        :func:`~.tasks.serve_streams` start a datagram pump only for a session that gets
+        datagrams, not one task per session that may never see one."""
+        if callback is not None and self._queue:
+            callback()
+        else:
+            self._on_arrival = callback
 
     def _wake(self) -> None:
         self._arrived.set()

@@ -128,6 +128,12 @@ class Demux:
     rather than taken for new peer streams; everything else it is told per message.
     """
 
+    __slots__ = (
+        "_memory",
+        "_retired",
+        "local_bit",
+    )
+
     def __init__(self, *, local_bit: int, memory: int = RETIRED_STREAM_MEMORY) -> None:
         self.local_bit = local_bit
         """Bit 0 of the stream ids this end opens (1 for a server)."""

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("starlette_webtransport.session")
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionStats:
     """Counters of one session; each is incremented where its event happens."""
 
@@ -118,6 +118,27 @@ class Streams(Protocol):
 
 class Diagnostics:
     """The counters of one session and the reports on them."""
+
+    __slots__ = (
+        "_draft",
+        "_emit_health",
+        "_max_write_wait",
+        "_max_write_wait_stream",
+        "_of",
+        "_paused_on",
+        "_paused_since",
+        "_protocol_error_log",
+        "_reader_running",
+        "_session",
+        "_slow_writes",
+        "bytes_received",
+        "bytes_sent",
+        "datagram_bytes_received",
+        "datagram_bytes_sent",
+        "stats",
+        "streams_abandoned",
+        "streams_refused",
+    )
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ from .exceptions import (
     WebTransportTimeoutError,
 )
 from .scope import ASGIChannel, ConnectionInfo, ScopeView, _negotiated_protocol
+from .signal import Signal
 from .state import SessionState
 from .stream import (
     StreamType,
@@ -67,6 +68,8 @@ T = TypeVar("T")
 logger = logging.getLogger("starlette_webtransport.session")
 
 _OPEN_STATES = (SessionState.CONNECTED, SessionState.DRAINING)
+_DEFAULT_CONFIG = SessionConfig()
+"""Frozen, so every session without a config of its own shares one."""
 
 
 class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
@@ -89,23 +92,22 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         EventEmitter.__init__(self)
         extension = self._extension
         self._session_id = str(extension["session_id"])
-        self._config = config if config is not None else SessionConfig()
+        self._config = config if config is not None else _DEFAULT_CONFIG
         self._state = SessionState.CONNECTING
         self._connect_received = False
         self._protocol = None if self._role == "server" else _negotiated_protocol(scope)
         self._reader: asyncio.Task[None] | None = None
-        self._ready_event = asyncio.Event()
-        self._closed_event = asyncio.Event()
+        self._ready_event = Signal()
+        self._closed_event = Signal()
         self._close_code: int | None = None
         self._close_reason: str | None = None
         self._close_cause: str | None = None
         self._closed_by: str | None = None
-        self._reporter: asyncio.Task[None] | None = None
         self._diagnostics = Diagnostics(
             self,
             draft=extension.get("draft"),
-            reader_running=lambda: self._reader is not None and not self._reader.done(),
-            emit_health=lambda issues: self._emit(EventType.SESSION_HEALTH, issues=issues),
+            reader_running=self._reader_running,
+            emit_health=self._emit_health,
         )
         self._stats = self._diagnostics.stats
         link = Link(
@@ -115,6 +117,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
             send=self._send_stream_message,
             send_raw=self._send,
             emit=self._emit,
+            has_handlers=self._has_handlers,
         )
         self._streams = StreamSet(
             link,
@@ -389,10 +392,6 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
             # session is already over, the reader gets its disconnect.
             with contextlib.suppress(OSError):
                 await self._send({"type": "webtransport.credit", "returned_on": "consumed"})
-            self._reporter = asyncio.create_task(
-                self._streams.report_consumed(),
-                name=f"webtransport-session-{self.session_id}-credit",
-            )
         self._state = SessionState.CONNECTED
         self._stats.ready_at = time.time()
         self._reader = asyncio.create_task(
@@ -404,7 +403,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
     async def _stop_reader(self) -> None:
         tasks = {
             task
-            for task in (self._reader, self._reporter)
+            for task in (self._reader, self._streams.reporter)
             if task is not None and not task.done() and task is not asyncio.current_task()
         }
         for task in tasks:  # both before any wait: the reader must take nothing more
@@ -424,13 +423,17 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         self._close_cause = cause
         self._closed_by = by
         self._stats.closed_at = time.time()
-        if self._reporter is not None:
-            self._reporter.cancel()  # the server returns all credit of an ended session
         self._closed_event.set()
         self._ready_event.set()
         self._datagrams._wake()
         await self._streams.end()
         await self._emit(EventType.SESSION_CLOSED, code=code, reason=reason, by=by)
+
+    def _reader_running(self) -> bool:
+        return self._reader is not None and not self._reader.done()
+
+    async def _emit_health(self, issues: list[str]) -> None:
+        await self._emit(EventType.SESSION_HEALTH, issues=issues)
 
     def _closed_error(self) -> SessionClosedError:
         if self._closed_by is None:
@@ -482,7 +485,8 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
             self._stats.datagrams_received += 1
             self._diagnostics.datagram_bytes_received += len(effect.data)
             dropped = self._datagrams._deliver(effect.data)
-            await self._emit(EventType.DATAGRAM_RECEIVED, size=len(effect.data))
+            if self._handlers:  # no coroutine per datagram for a session without handlers
+                await self._emit(EventType.DATAGRAM_RECEIVED, size=len(effect.data))
             if dropped is not None:
                 await self._emit(EventType.DATAGRAM_DROPPED, size=len(dropped))
         elif isinstance(effect, fx.Drain):

@@ -23,6 +23,7 @@ from .exceptions import (
     StreamResetError,
     StreamStoppedError,
 )
+from .signal import Signal
 from .state import Side, StreamDirection, StreamState
 
 if TYPE_CHECKING:
@@ -62,6 +63,30 @@ class StreamOwner(Protocol):
 class _StreamBase:
     _DIRECTION: ClassVar[StreamDirection]
 
+    # Slots: a session may hold thousands of streams, and a __dict__ per stream doubles
+    # its size. Every attribute is declared here, so that the bidirectional class can
+    # inherit both sides (only one base of a class may have non-empty slots).
+    __slots__ = (
+        "_buffer",
+        "_bytes_received",
+        "_bytes_sent",
+        "_created_at",
+        "_half_closed_at",
+        "_max_write_wait",
+        "_over",
+        "_owner",
+        "_readable",
+        "_reading",
+        "_recv",
+        "_reset_code",
+        "_send",
+        "_space",
+        "_stop_code",
+        "_stream_id",
+        "_writes_idle",
+        "_writes_in_flight",
+    )
+
     def __init__(self, owner: StreamOwner, stream_id: int) -> None:
         self._owner = owner
         self._stream_id = stream_id
@@ -73,16 +98,18 @@ class _StreamBase:
         # receiving side
         self._buffer = bytearray()
         self._reset_code: int | None = None
-        self._readable = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
+        self._readable = Signal()
+        self._over = False
+        """More than ``stream_buffer_size`` unread bytes (a 1.0 server's reader pauses)."""
+        self._space: Signal | None = None
+        """Made for the paused reader only: most streams never fill up."""
         self._reading = False
         self._bytes_received = 0
         # sending side
         self._stop_code: int | None = None
         self._writes_in_flight = 0
-        self._writes_idle = asyncio.Event()
-        self._writes_idle.set()
+        self._writes_idle: Signal | None = None
+        """Made for ``drain()`` only, and only while writes are in flight."""
         self._bytes_sent = 0
         self._max_write_wait = 0.0
 
@@ -145,10 +172,19 @@ class _StreamBase:
 
     async def _wait_for_space(self) -> None:
         """Until the app read the buffer below ``stream_buffer_size`` (1.0 servers)."""
-        await self._space.wait()
+        if self._over:
+            if self._space is None:
+                self._space = Signal()
+            await self._space.wait()
 
     def _full(self) -> bool:
-        return not self._space.is_set()
+        return self._over
+
+    def _make_space(self) -> None:
+        self._over = False
+        space, self._space = self._space, None
+        if space is not None:
+            space.set()
 
     def _feed(self, data: bytes, end_stream: bool) -> None:
         self._buffer += data
@@ -158,7 +194,7 @@ class _StreamBase:
             self._report_if_read_out()
         self._readable.set()
         if len(self._buffer) > self._owner.config.stream_buffer_size:
-            self._space.clear()
+            self._over = True
 
     def _peer_reset(self, code: int | None) -> None:
         self._recv = Side.RESET
@@ -185,7 +221,7 @@ class _StreamBase:
         if self._send is Side.OPEN:
             self._send = Side.ABORTED
         self._readable.set()
-        self._space.set()
+        self._make_space()
 
     def debug_info(self) -> dict[str, Any]:
         """What ``session.debug_state()`` shows of this stream."""
@@ -227,6 +263,7 @@ class _StreamBase:
 class WebTransportReceiveStream(_StreamBase):
     """A stream we read: a peer-opened unidirectional one, or either side of a bidi one."""
 
+    __slots__ = ()
     _DIRECTION = StreamDirection.RECEIVE_ONLY
 
     async def read(self, n: int = -1) -> bytes:
@@ -309,7 +346,7 @@ class WebTransportReceiveStream(_StreamBase):
         check_code(code, "error codes")
         self._owner.consumed(self, len(self._buffer), flush=True)  # dropped: consumed
         self._buffer.clear()
-        self._space.set()
+        self._make_space()
         self._readable.set()
         side = self._recv
         if side is Side.OPEN:
@@ -346,8 +383,8 @@ class WebTransportReceiveStream(_StreamBase):
     def _take(self, n: int) -> bytes:
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
-        if len(self._buffer) <= self._owner.config.stream_buffer_size:
-            self._space.set()
+        if self._over and len(self._buffer) <= self._owner.config.stream_buffer_size:
+            self._make_space()
         self._owner.consumed(self, len(data))
         self._report_if_read_out()
         return data
@@ -385,6 +422,7 @@ class WebTransportReceiveStream(_StreamBase):
 class WebTransportSendStream(_StreamBase):
     """A stream we write: one we opened unidirectionally, or either side of a bidi one."""
 
+    __slots__ = ()
     _DIRECTION = StreamDirection.SEND_ONLY
 
     async def write(self, data: bytes, *, end_stream: bool = False) -> None:
@@ -397,7 +435,6 @@ class WebTransportSendStream(_StreamBase):
         if end_stream:
             self._send = Side.FINISHED
         self._writes_in_flight += 1
-        self._writes_idle.clear()
         started = time.monotonic()
         try:
             await self._owner.send(
@@ -410,8 +447,9 @@ class WebTransportSendStream(_StreamBase):
             )
         finally:
             self._writes_in_flight -= 1
-            if not self._writes_in_flight:
+            if not self._writes_in_flight and self._writes_idle is not None:
                 self._writes_idle.set()
+                self._writes_idle = None
         waited = time.monotonic() - started
         self._bytes_sent += len(payload)
         self._max_write_wait = max(self._max_write_wait, waited)
@@ -422,7 +460,10 @@ class WebTransportSendStream(_StreamBase):
     async def drain(self) -> None:
         """Wait until writes in flight from other tasks were taken by the server; raise
         if the peer stopped the stream. (``write`` itself already waits for backpressure.)"""
-        await self._writes_idle.wait()
+        if self._writes_in_flight:
+            if self._writes_idle is None:
+                self._writes_idle = Signal()
+            await self._writes_idle.wait()
         if self._send is Side.STOPPED:
             raise StreamStoppedError(self._stop_code, stream_id=self._stream_id)
         if self._send is Side.ABORTED:
@@ -468,6 +509,7 @@ class WebTransportSendStream(_StreamBase):
 class WebTransportStream(WebTransportSendStream, WebTransportReceiveStream):
     """A bidirectional stream: both sides, each closed independently."""
 
+    __slots__ = ()
     _DIRECTION = StreamDirection.BIDIRECTIONAL
 
     async def close(self) -> None:

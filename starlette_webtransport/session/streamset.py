@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..asgi import is_unidirectional
 from . import constants
 from . import demux as fx
-from .credit import ConsumedCounts
 from .events import EventType
 from .exceptions import (
     ProtocolError,
@@ -29,6 +27,8 @@ from .exceptions import (
     StreamLimitError,
     WebTransportTimeoutError,
 )
+from .reporter import ConsumedReporter
+from .signal import Signal
 from .stream import (
     StreamType,
     WebTransportReceiveStream,
@@ -72,6 +72,9 @@ class Link:
     """The same without the session's checks; the server's ``OSError`` passes."""
     emit: Callable[..., Awaitable[None]]
     """``emit(event_type, **data)``: the session's events."""
+    has_handlers: Callable[[EventType], bool]
+    """Whether ``emit`` of that event would call anything: per-stream events are only
+    built (a coroutine and its arguments) for a session that listens to them."""
 
 
 @dataclass(eq=False, slots=True)
@@ -84,28 +87,51 @@ class PendingOpen:
 class StreamSet:
     """Live streams, peer streams waiting for the app, opens waiting for the server."""
 
+    # Slots: one of these per session (or connection), and a __dict__ doubles its size.
+    __slots__ = (
+        "_background",
+        "_diagnostics",
+        "_incoming_changed",
+        "_link",
+        "_on_incoming",
+        "_reporter",
+        "_session",
+        "config",
+        "consumed_mode",
+        "demux",
+        "incoming",
+        "pending",
+        "streams",
+    )
+
     def __init__(
         self, link: Link, diagnostics: Diagnostics, *, local_bit: int, consumed_mode: bool
     ) -> None:
         self._link = link
         self._session = link.session
         self._diagnostics = diagnostics
+        self.config: SessionConfig = link.session.config
+        """The session's (it never changes): an attribute, read on every received
+        message and every read, rather than a property chain to the session."""
         self.streams: dict[int, _StreamBase] = {}
-        self.incoming: deque[StreamType] = deque()
-        self.pending: deque[PendingOpen] = deque()
+        # Lists, not deques: both stay short (max_incoming_streams, max_streams), and an
+        # empty deque costs 770 bytes in every session, an empty list 56.
+        self.incoming: list[StreamType] = []
+        self.pending: list[PendingOpen] = []
         self.demux = fx.Demux(local_bit=local_bit)
-        self._incoming_changed = asyncio.Event()
-        self._background: set[asyncio.Task[None]] = set()
+        self._incoming_changed = Signal()
+        self._on_incoming: Callable[[StreamType], object] | None = None
+        self._background: set[asyncio.Task[None]] | None = None
+        """Abandoned opens being reset; made by the first (an empty set is 216 bytes)."""
         self.consumed_mode = consumed_mode
         """The server returns receive credit on ``webtransport.stream.consumed`` (1.1)."""
-        self._consumed = ConsumedCounts(constants.CONSUMED_REPORT_BYTES)
-        self._consumed_due = asyncio.Event()
+        self._reporter = ConsumedReporter(link.session, link.send_raw)
 
     # --- what the reader asks ----------------------------------------------------------
 
     def receive(self, message: ReceiveEvent) -> list[fx.Effect]:
         """The effects of a received message (:class:`~.demux.Demux`)."""
-        config = self._session.config
+        config = self.config
         admit = (
             len(self.streams) + len(self.pending) < config.max_streams
             and len(self.incoming) < config.max_incoming_streams
@@ -122,7 +148,7 @@ class StreamSet:
         elif isinstance(effect, fx.Opened):
             await self._on_opened(effect.stream_id, effect.bidirectional)
         elif isinstance(effect, fx.OpenFailed):
-            future = self.pending.popleft().future
+            future = self.pending.pop(0).future
             if not future.done():
                 message = f"the server answered the stream open with stream {effect.stream_id}"
                 future.set_exception(ProtocolError(message))
@@ -143,7 +169,7 @@ class StreamSet:
 
     async def end(self) -> None:
         """The session ended: opens fail, streams abort, waiters wake."""
-        self._consumed.clear()  # the server returns all credit of an ended session
+        self._reporter.end()  # the server returns all credit of an ended session
         for pending in self.pending:
             if not pending.future.done():
                 pending.future.set_exception(self._link.closed_error())
@@ -160,7 +186,7 @@ class StreamSet:
     async def open(self, *, bidirectional: bool, timeout: float | None) -> WebTransportSendStream:
         link = self._link
         link.check_open()
-        config = self._session.config
+        config = self.config
         if len(self.streams) + len(self.pending) >= config.max_streams:
             raise StreamLimitError(
                 f"session {self._session.session_id} has {len(self.streams)} open streams and "
@@ -214,10 +240,20 @@ class StreamSet:
                 f"within {timeout} s"
             ) from None
 
+    def serve_incoming(self, handler: Callable[[StreamType], object] | None) -> None:
+        """Hand every peer stream to ``handler(stream)`` as the reader admits it (those
+        queued already first) instead of queueing it for ``accept_*``/``incoming_streams()``;
+        ``None`` goes back to queueing. :func:`~.tasks.serve_streams` starts each stream's
+        task from here, so a stream reaches its handler without a hop through a consumer
+        task."""
+        self._on_incoming = handler
+        while handler is not None and self.incoming:
+            handler(self.incoming.pop(0))
+
     async def all_incoming(self) -> AsyncIterator[StreamType]:
         while True:
             if self.incoming:
-                yield self.incoming.popleft()
+                yield self.incoming.pop(0)
             elif self._session.is_closed:
                 return
             else:
@@ -225,10 +261,8 @@ class StreamSet:
                 await self._incoming_changed.wait()
 
     # --- StreamOwner and DatagramOwner: what the streams and datagrams see -----------
-
-    @property
-    def config(self) -> SessionConfig:
-        return self._session.config
+    # (``stream._stream_id`` rather than the ``stream_id`` property on these paths: they run
+    # several times per stream, and the property is a Python call each time.)
 
     @property
     def close_code(self) -> int | None:
@@ -239,15 +273,20 @@ class StreamSet:
         return self._session.close_reason
 
     async def send(self, message: SendMessage) -> None:
+        if self._reporter.has_due():
+            # Reports due ride with the app's own send: usually the reply to what it has
+            # just read, so no other task has to wake for them (.reporter).
+            await self._reporter.send_due()
         await self._link.send(message)
 
     async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:
         if error:
             self._diagnostics.stats.stream_errors += 1
-        if stream._state_changed() and self.streams.pop(stream.stream_id, None) is not None:
-            self.demux.retire(stream.stream_id)
+        if stream._state_changed() and self.streams.pop(stream._stream_id, None) is not None:
+            self.demux.retire(stream._stream_id)
             self._diagnostics.stats.streams_closed += 1
-            await self._link.emit(EventType.STREAM_CLOSED, stream=stream)
+            if self._link.has_handlers(EventType.STREAM_CLOSED):
+                await self._link.emit(EventType.STREAM_CLOSED, stream=stream)
 
     @property
     def is_closed(self) -> bool:
@@ -262,48 +301,36 @@ class StreamSet:
         self._diagnostics.datagram_bytes_sent += size
 
     def wrote(self, stream: _StreamBase, size: int, waited: float) -> None:
-        self._diagnostics.record_write(stream.stream_id, size, waited)
+        self._diagnostics.record_write(stream._stream_id, size, waited)
 
     def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
-        if not self.consumed_mode or self._session.is_closed:
-            return  # 1.0 server, or the session ended: the server returned everything
-        counts = self._consumed
-        due = counts.taken(stream.stream_id, size) if size else False
-        if (flush and counts.flush(stream.stream_id)) or due:
-            self._consumed_due.set()
+        if self.consumed_mode and not self._session.is_closed:  # else the server returns it
+            self._reporter.consumed(stream._stream_id, size, flush=flush)
 
     def unread(self, stream: _StreamBase, size: int) -> None:
         if self.consumed_mode:
-            self._consumed.restored(stream.stream_id, size)
+            self._reporter.unread(stream._stream_id, size)
 
-    async def report_consumed(self) -> None:
-        """Send the due ``webtransport.stream.consumed`` reports, until the session ends.
-        A task of its own, so that reads never wait on ``send`` and a cancelled read loses
-        nothing."""
-        while True:
-            await self._consumed_due.wait()
-            self._consumed_due.clear()
-            for stream_id, size in self._consumed.due():
-                try:
-                    await self._link.send_raw(
-                        {"type": "webtransport.stream.consumed", "stream": stream_id, "bytes": size}
-                    )
-                except OSError:
-                    return  # the session is over: the server returned everything itself
+    @property
+    def reporter(self) -> asyncio.Task[None] | None:
+        """The task that sends the reports no write carried, once one was needed."""
+        return self._reporter.task
 
     # --- internals ----------------------------------------------------------------------
 
     def _register(self, stream: _StreamBase) -> None:
-        self.streams[stream.stream_id] = stream
+        self.streams[stream._stream_id] = stream
         stats = self._diagnostics.stats
         stats.streams_created += 1
-        if is_unidirectional(stream.stream_id):
+        if is_unidirectional(stream._stream_id):
             stats.unidirectional_streams += 1
         else:
             stats.bidirectional_streams += 1
 
     def _spawn(self, coroutine: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        if self._background is None:
+            self._background = set()
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -333,9 +360,13 @@ class StreamSet:
         else:
             stream = WebTransportReceiveStream(self, stream_id)
         self._register(stream)
-        self.incoming.append(stream)
-        self._incoming_changed.set()
-        await self._link.emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
+        if self._on_incoming is not None:
+            self._on_incoming(stream)
+        else:
+            self.incoming.append(stream)
+            self._incoming_changed.set()
+        if self._link.has_handlers(EventType.STREAM_OPENED):
+            await self._link.emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
 
     async def _refuse(self, stream_id: int, bidirectional: bool) -> None:
         self._diagnostics.streams_refused += 1
@@ -353,7 +384,7 @@ class StreamSet:
         await self._link.emit(EventType.STREAM_REFUSED, stream_id=stream_id)
 
     async def _on_opened(self, stream_id: int, bidirectional: bool) -> None:
-        pending = self.pending.popleft()
+        pending = self.pending.pop(0)
         if pending.future.done():  # the create_*_stream() call gave up
             self.demux.retire(stream_id)
             self._diagnostics.streams_abandoned += 1

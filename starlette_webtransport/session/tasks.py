@@ -36,6 +36,9 @@ StreamHandler = Callable[[StreamType], Awaitable[object]]
 DatagramHandler = Callable[[bytes], Awaitable[object] | None]
 """``on_datagram(data)``, a plain function or a coroutine function."""
 
+_PRUNE_AT = 64
+"""Finished handler tasks ``serve_streams`` may hold on to before it drops them."""
+
 _QUIET = (StreamResetError, StreamStoppedError, SessionEnd)
 """What ends a handler without a log line: the peer gave the stream up, or the session
 ended. Neither is the app's fault, and both happen in every healthy deployment."""
@@ -71,30 +74,67 @@ async def serve_streams(
     """
     if session.state is SessionState.CONNECTING:
         raise RuntimeError("serve_streams() needs an accepted session; call accept() first")
-    tasks: set[asyncio.Task[None]] = set()
     async with asyncio.TaskGroup() as group:
-
-        def start(coroutine: Coroutine[Any, Any, None], name: str) -> None:
-            task = group.create_task(coroutine, name=name)
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-        async def accept_streams() -> None:
-            async for stream in session.incoming_streams():
-                start(
-                    _serve_stream(session, on_stream, stream),
-                    f"webtransport-session-{session.session_id}-stream-{stream.stream_id}",
-                )
-
-        start(accept_streams(), f"webtransport-session-{session.session_id}-streams")
+        handlers = _Handlers(session, group, on_stream, on_datagram)
+        streams = session._streams
+        streams.serve_incoming(handlers.stream_arrived)
         if on_datagram is not None:
-            start(
-                _serve_datagrams(session, on_datagram),
-                f"webtransport-session-{session.session_id}-datagrams",
-            )
-        await session.wait_closed()
-        for task in tasks:
+            session.datagrams._when_arrived(handlers.datagram_arrived)
+        try:
+            await session.wait_closed()
+        finally:  # unless a later serve_streams() call on the session took them over
+            if streams._on_incoming == handlers.stream_arrived:
+                streams.serve_incoming(None)
+            if session.datagrams._on_arrival == handlers.datagram_arrived:
+                session.datagrams._when_arrived(None)
+        handlers.cancel()
+
+
+class _Handlers:
+    """The task group of one ``serve_streams`` call and the tasks it starts in it: an
+    object with slots rather than closures, the state of every idle session."""
+
+    __slots__ = ("group", "on_datagram", "on_stream", "prefix", "prune_at", "session", "tasks")
+
+    def __init__(
+        self,
+        session: WebTransportSession,
+        group: asyncio.TaskGroup,
+        on_stream: StreamHandler,
+        on_datagram: DatagramHandler | None,
+    ) -> None:
+        self.session = session
+        self.group = group
+        self.on_stream = on_stream
+        self.on_datagram = on_datagram
+        self.prefix = f"webtransport-session-{session.session_id}"
+        self.tasks: list[asyncio.Task[None]] = []
+        """To cancel when the session ends. Finished ones are pruned now and then rather
+        than by a done callback, which would cost a loop callback per stream."""
+        self.prune_at = _PRUNE_AT
+
+    def stream_arrived(self, stream: StreamType) -> None:
+        """Called by the session's reader as it admits the stream: the handler's task
+        starts there, with no consumer task in between."""
+        name = f"{self.prefix}-stream-{stream.stream_id}"
+        self._start(_serve_stream(self.session, self.on_stream, stream), name)
+
+    def datagram_arrived(self) -> None:
+        """The pump starts with the first datagram: a session that never gets one (most)
+        costs no task for it."""
+        assert self.on_datagram is not None
+        self._start(_serve_datagrams(self.session, self.on_datagram), f"{self.prefix}-datagrams")
+
+    def cancel(self) -> None:
+        for task in self.tasks:
             task.cancel()
+
+    def _start(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        tasks = self.tasks
+        if len(tasks) >= self.prune_at:
+            tasks[:] = [task for task in tasks if not task.done()]
+            self.prune_at = max(_PRUNE_AT, 2 * len(tasks))
+        tasks.append(self.group.create_task(coroutine, name=name))
 
 
 async def _serve_stream(

@@ -93,6 +93,12 @@ class Dependant:
     call: Callable[..., Any]
     kind: _Kind
     parameters: tuple[_Parameter, ...] = field(default=())
+    cleanup: bool = False
+    """Solving it enters generator dependencies, whose code after ``yield`` needs an
+    exit stack."""
+    session_only: bool = False
+    """A coroutine function that takes nothing but the session: called as it is, with
+    nothing to solve (the common ``async def endpoint(session)``)."""
 
 
 def build_dependant(call: Callable[..., Any]) -> Dependant:
@@ -115,7 +121,16 @@ def build_dependant(call: Callable[..., Any]) -> Dependant:
         resolved = _analyse(call, parameter)
         if resolved is not None:
             parameters.append(resolved)
-    return Dependant(call=call, kind=_kind_of(call), parameters=tuple(parameters))
+    kind = _kind_of(call)
+    return Dependant(
+        call=call,
+        kind=kind,
+        parameters=tuple(parameters),
+        cleanup=kind in (_Kind.ASYNC_GENERATOR, _Kind.GENERATOR)
+        or any(p.dependant is not None and p.dependant.cleanup for p in parameters),
+        session_only=kind is _Kind.COROUTINE
+        and all(p.source is _Source.SESSION for p in parameters),
+    )
 
 
 def _analyse(call: Callable[..., Any], parameter: inspect.Parameter) -> _Parameter | None:
@@ -158,13 +173,17 @@ async def call_with_dependencies(
     dependant: Dependant,
     *,
     session: WebTransportSession,
-    stack: AsyncExitStack,
+    stack: AsyncExitStack | None,
 ) -> Any:
     """Solve ``dependant``'s parameters for ``session`` and call it.
 
-    Generator dependencies are entered on ``stack``; the caller unwinds it when the
-    session has ended, which runs their cleanup.
+    Generator dependencies are entered on ``stack`` (required when ``dependant.cleanup``);
+    the caller unwinds it when the session has ended, which runs their cleanup.
     """
+    if dependant.session_only:
+        return await dependant.call(
+            **dict.fromkeys((p.name for p in dependant.parameters), session)
+        )
     context = _Context(session, WebTransportConnection(session.scope), stack, {})
     return await context.call(dependant)
 
@@ -173,7 +192,7 @@ async def call_with_dependencies(
 class _Context:
     session: WebTransportSession
     connection: WebTransportConnection
-    stack: AsyncExitStack
+    stack: AsyncExitStack | None
     cache: dict[int, Any]
     """Results by ``id(call)``: the dependant tree keeps every call alive, so ids are
     stable, and a dependency need not be hashable."""
@@ -184,8 +203,10 @@ class _Context:
         if dependant.kind is _Kind.COROUTINE:
             return await call(**kwargs)
         if dependant.kind is _Kind.ASYNC_GENERATOR:
+            assert self.stack is not None, "a dependant with cleanup needs a stack"
             return await self.stack.enter_async_context(asynccontextmanager(call)(**kwargs))
         if dependant.kind is _Kind.GENERATOR:
+            assert self.stack is not None, "a dependant with cleanup needs a stack"
             manager = contextmanager(call)(**kwargs)
             return await self.stack.enter_async_context(_in_threadpool(manager))
         return await run_in_threadpool(call, **kwargs)

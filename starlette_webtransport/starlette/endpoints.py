@@ -12,7 +12,6 @@ outlives the session.
 from __future__ import annotations
 
 from collections.abc import Generator
-from contextlib import AsyncExitStack
 from typing import Any, Generic, TypeVar
 
 from ..asgi import Receive, Scope, Send
@@ -52,7 +51,7 @@ class WebTransportEndpoint:
     async def dispatch(self) -> None:
         session = WebTransportSession(self.scope, self.receive, self.send)
 
-        async def run(stack: AsyncExitStack) -> None:
+        async def run() -> None:
             await self.on_connect(session)
             if session.is_ready:
                 await self._serve(session)

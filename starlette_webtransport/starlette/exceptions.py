@@ -60,21 +60,29 @@ class WebTransportException(Exception):
         return f"{self.__class__.__name__}(code={self.code!r}, reason={self.reason!r})"
 
 
+_NO_CLEANUP: contextlib.nullcontext[None] = contextlib.nullcontext()
+"""Stateless, so one serves every session whose endpoint has no cleanup."""
+
+
 async def run_session(
-    session: WebTransportSession, run: Callable[[AsyncExitStack], Awaitable[None]]
+    session: WebTransportSession,
+    run: Callable[[], Awaitable[None]],
+    stack: AsyncExitStack | None = None,
 ) -> None:
     """Run an endpoint (``run``) and end ``session`` however it finishes.
 
-    The session is ended first and the exit stack (dependency cleanup) unwound after,
-    so cleanup code runs once the client knows the outcome; an exception is thrown into
-    the cleanup as ``with`` blocks would see it. Nothing propagates to the server:
-    exceptions that were not a deliberate way to end the session are logged here.
+    The session is ended first and ``stack`` (dependency cleanup, if the endpoint has
+    any) unwound after, so cleanup code runs once the client knows the outcome; an
+    exception is thrown into the cleanup as ``with`` blocks would see it. Nothing
+    propagates to the server: exceptions that were not a deliberate way to end the
+    session are logged here. Endpoints without cleanup pass no stack: it would be held
+    for the whole session (close to a kilobyte per idle session) for nothing.
     """
     failure: Exception | None = None
     try:
-        async with AsyncExitStack() as stack:
+        async with stack if stack is not None else _NO_CLEANUP:
             try:
-                await run(stack)
+                await run()
             except Exception as exc:
                 failure = exc
                 if not await end_session(session, exc):

@@ -143,7 +143,9 @@ class APIWebTransportRoute(ExactPathRoute, Mount):
         app = scope.get("app")
         overrides_provider = app if hasattr(app, "dependency_overrides") else None
 
-        async def run(stack: AsyncExitStack) -> None:
+        stack = AsyncExitStack()
+
+        async def run() -> None:
             # Dependencies of the default ("request") scope are cleaned up with ``stack``,
             # after the session; "function" ones when the endpoint returns.
             scope["fastapi_inner_astack"] = stack
@@ -166,7 +168,7 @@ class APIWebTransportRoute(ExactPathRoute, Mount):
                     raise HTTPException(VALIDATION_ERROR_STATUS)
                 await call(**solved.values)
 
-        await run_session(session, run)
+        await run_session(session, run, stack)
 
 
 def _with_session_dependency(endpoint: Callable[..., Any]) -> Callable[..., Any]:

@@ -89,14 +89,16 @@ def session_app(endpoint: Callable[..., Any]) -> ASGIApp:
     if not is_coroutine_callable(endpoint):
         raise TypeError(f"WebTransport endpoints must be async functions, got {endpoint!r}")
     dependant = build_dependant(endpoint)
+    cleanup = dependant.cleanup  # known once per route, not looked up per session
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         session = WebTransportSession(scope, receive, send)
+        stack = AsyncExitStack() if cleanup else None
 
-        async def run(stack: AsyncExitStack) -> None:
+        async def run() -> None:
             await call_with_dependencies(dependant, session=session, stack=stack)
 
-        await run_session(session, run)
+        await run_session(session, run, stack)
 
     return app
 
@@ -225,15 +227,24 @@ class WebTransportDispatcher:
         if scope["type"] != "webtransport":
             await self.app(scope, receive, send)
             return
-        scope.setdefault("router", self.router)
-        found = resolve(self.router.routes, scope)
-        if found is None:
+        route = self._route(scope)
+        if route is None:
             log_rejection(scope, 404, "no WebTransportRoute matches the path")
             await send({"type": "webtransport.reject", "status": 404, "headers": []})
             return
+        await route.handle(scope, receive, send)
+
+    def _route(self, scope: Scope) -> BaseRoute | None:
+        """The session's route, its match applied to ``scope``. A function of its own so
+        that the matched copy of the scope is not held by the frame that runs the whole
+        session."""
+        scope.setdefault("router", self.router)
+        found = resolve(self.router.routes, scope)
+        if found is None:
+            return None
         route, child_scope = found
         scope.update(child_scope)
-        await route.handle(scope, receive, send)
+        return route
 
 
 def enable_webtransport(app: Router | _HasRouter) -> None:

@@ -130,6 +130,24 @@ class SessionRouter:
     (:meth:`quic_event`), and calls :meth:`wake_writers` after each transmit.
     """
 
+    # Slots: one of these per session (or connection), and a __dict__ doubles its size.
+    __slots__ = (
+        "_held",
+        "_held_bytes",
+        "_held_datagrams",
+        "_held_streams",
+        "_writable",
+        "awaiting",
+        "closed",
+        "h3",
+        "limits",
+        "orphans",
+        "quic",
+        "sessions",
+        "streams",
+        "transmit_soon",
+    )
+
     def __init__(
         self,
         quic: WebTransportQuicConnection,
@@ -381,6 +399,38 @@ class SessionChannel:
     (:meth:`established`) and keeps streams that race ahead of it.
     """
 
+    # Slots: one of these per session (or connection), and a __dict__ doubles its size.
+    __slots__ = (
+        "accepted",
+        "close_cause",
+        "consumed_mode",
+        "credit",
+        "datagrams",
+        "datagrams_dropped",
+        "delivered",
+        "disconnected",
+        "draft",
+        "drain_sent",
+        "events",
+        "final_queued",
+        "finished",
+        "first_own",
+        "h3",
+        "max_datagram_size",
+        "next_peer",
+        "peer_bit",
+        "peer_credit",
+        "pending_opens",
+        "protocol",
+        "quic",
+        "role",
+        "router",
+        "stream_id",
+        "streams",
+        "subprotocols",
+        "waiter",
+    )
+
     def __init__(
         self,
         router: SessionRouter,
@@ -402,7 +452,8 @@ class SessionChannel:
         self.protocol = SessionProtocol()
         self.streams: dict[int, _Stream] = {}
         self.events: deque[ReceiveEvent] = deque()
-        self.datagrams: deque[bytes] = deque()
+        self.datagrams: deque[bytes] | None = None
+        """Made by the first datagram: an empty deque costs 770 bytes per idle session."""
         self.datagrams_dropped = 0
         self.waiter: asyncio.Future[None] | None = None
         self.accepted = False
@@ -416,11 +467,12 @@ class SessionChannel:
         # Our ids below first_own are not WebTransport streams of this session (HTTP/3's
         # control and QPACK streams, earlier requests); peer ids at or above next_peer
         # were never opened.
-        self.first_own = {
-            False: quic.get_next_available_stream_id(False),
-            True: quic.get_next_available_stream_id(True),
-        }
-        self.next_peer = {False: self.peer_bit, True: 2 | self.peer_bit}
+        # Both indexed by ``unidirectional`` (a bool).
+        self.first_own = [
+            quic.get_next_available_stream_id(False),
+            quic.get_next_available_stream_id(True),
+        ]
+        self.next_peer = [self.peer_bit, 2 | self.peer_bit]
         self.final_queued: set[int] = set()
         """Peer streams whose last event waits in the queue: they still hold stream credit."""
         # WebTransport-level credit (draft-07+): what we grant the peer, and what it grants us.
@@ -428,7 +480,7 @@ class SessionChannel:
         negotiated = flow_control_negotiated(draft, router.h3.limits, peer_settings)
         self.credit = LocalCredit(router.h3.limits, enabled=negotiated)
         self.peer_credit = PeerCredit.from_settings(peer_settings, enabled=negotiated)
-        self.pending_opens: deque[bool] = deque()
+        self.pending_opens: list[bool] = []
         """``stream.open`` calls (``bidirectional``) waiting for the peer's stream credit."""
         self.consumed_mode = False
         """The app reports what it consumed (``webtransport.credit``, spec 1.1)."""
@@ -558,7 +610,7 @@ class SessionChannel:
         self.events.clear()
         if self.disconnected is not None:
             self.events.append(self.disconnected)
-        self.datagrams.clear()
+        self.datagrams = None
 
     def established(self) -> None:
         """The 2xx was sent (server) or received (client): the session is open."""
@@ -657,7 +709,9 @@ class SessionChannel:
         if not self.accepted or self.disconnected is not None:
             return
         datagrams = self.datagrams
-        if len(datagrams) >= DATAGRAM_QUEUE_SIZE:
+        if datagrams is None:
+            datagrams = self.datagrams = deque()
+        elif len(datagrams) >= DATAGRAM_QUEUE_SIZE:
             datagrams.popleft()
             self.datagrams_dropped += 1
         datagrams.append(data)
@@ -906,7 +960,7 @@ class SessionChannel:
                     self._send_capsule(blocked)
                 return
             credit.open_stream(unidirectional=unidirectional)
-            self._open_now(self.pending_opens.popleft())
+            self._open_now(self.pending_opens.pop(0))
 
     def _open_now(self, bidirectional: bool) -> None:
         stream_id = self.h3.create_webtransport_stream(

@@ -74,6 +74,23 @@ class WebTransportQuicConnection(QuicConnection):
     the application has taken that event.
     """
 
+    # Our attributes live in slots: aioquic's connection keeps over a hundred in its
+    # __dict__, and a dozen more there would double that table (3 KiB per connection).
+    __slots__ = (
+        "_answering",
+        "_credit_owed",
+        "_keep_alive_at",
+        "_unread",
+        "budget",
+        "keep_alive",
+        "local_limits",
+        "on_credit",
+        "stream_table",
+        "timed_out",
+        "unconsumed",
+        "unconsumed_total",
+    )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.unconsumed: dict[int, int] = {}
@@ -85,12 +102,12 @@ class WebTransportQuicConnection(QuicConnection):
         self.stream_table = _StreamTable(self)
         """aioquic's table of live streams (ours, so we see which it discards)."""
         replace_stream_table(self, self.stream_table)
-        self._unread_streams: set[int] = set()
-        """Peer streams whose last event waits for the application; aioquic still has them."""
-        self._discarded_unread: set[int] = set()
-        """The same, for streams aioquic has discarded since."""
-        self._credit_owed = {False: 0, True: 0}
-        """Streams of ``_discarded_unread`` (per direction) whose credit aioquic has
+        self._unread: dict[int, bool] = {}
+        """Peer streams whose last event waits for the application -> whether aioquic has
+        discarded them since (one dict rather than two sets: 64 bytes, not 432, while
+        empty)."""
+        self._credit_owed = [0, 0]  # indexed by ``unidirectional`` (a bool)
+        """Discarded streams of ``_unread`` (per direction) whose credit aioquic has
         already returned, to be withheld from the next streams it discards."""
         self.budget: ReceiveBudget | None = None
         """Shared by every connection of a server worker: no new connection credit while
@@ -198,18 +215,16 @@ class WebTransportQuicConnection(QuicConnection):
     def hold_stream(self, stream_id: int) -> None:
         """The peer stream's last event was queued for the application."""
         if stream_id in self.stream_table:
-            self._unread_streams.add(stream_id)
+            self._unread[stream_id] = False
         else:  # discarded before its last event was handled: aioquic already gave credit
-            self._discarded_unread.add(stream_id)
+            self._unread[stream_id] = True
             self._credit_owed[bool(stream_id & 0x2)] += 1
 
     def release_stream(self, stream_id: int) -> bool:
         """The application took the peer stream's last event: it may open another. True
         when that credit is new now (rather than once aioquic discards the stream)."""
-        if stream_id in self._unread_streams:
-            self._unread_streams.remove(stream_id)  # aioquic gives credit once it discards it
-            return False
-        self._discarded_unread.remove(stream_id)
+        if not self._unread.pop(stream_id):
+            return False  # aioquic gives credit once it discards it
         unidirectional = bool(stream_id & 0x2)
         if self._credit_owed[unidirectional]:
             self._credit_owed[unidirectional] -= 1  # never withheld, so nothing to give back
@@ -223,9 +238,8 @@ class WebTransportQuicConnection(QuicConnection):
         if stream_is_client_initiated(stream_id) == self.configuration.is_client:
             return
         unidirectional = bool(stream_id & 0x2)
-        if stream_id in self._unread_streams:
-            self._unread_streams.remove(stream_id)
-            self._discarded_unread.add(stream_id)
+        if self._unread.get(stream_id) is False:
+            self._unread[stream_id] = True
         elif self._credit_owed[unidirectional]:
             self._credit_owed[unidirectional] -= 1
         else:

@@ -107,6 +107,42 @@ async def test_serve_echoes_and_sigterm_drains_then_exits_0(tmp_path: Path) -> N
         await kill_group(process)
 
 
+FREEZE_APP = """
+import gc
+
+from starlette_webtransport.session.session import WebTransportSession
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    session = WebTransportSession(scope, receive, send)
+    await session.accept()
+    async for stream in session.incoming_streams():
+        await stream.write(b"%d" % gc.get_freeze_count(), end_stream=True)
+"""
+
+
+async def test_serve_takes_its_startup_heap_out_of_the_collectors_sight(tmp_path: Path) -> None:
+    """Full collections would otherwise walk every module and route the process holds
+    again and again (``startup.freeze_startup_heap``)."""
+    (tmp_path / "echoapp.py").write_text(FREEZE_APP)
+    process = await start_serve(tmp_path, "--port", "0")
+    try:
+        assert process.stdout is not None
+        port, sha256 = await read_banner(process.stdout)
+        async with connect(f"https://127.0.0.1:{port}/", certificate_hashes=[sha256]) as session:
+            stream = await session.create_bidirectional_stream()
+            await stream.write(b"?", end_stream=True)
+            frozen = int(await asyncio.wait_for(stream.read(), 10))
+        assert frozen > 10_000  # the modules, the app, hypercorn, aioquic: all of it
+    finally:
+        await kill_group(process)
+
+
 async def test_serve_with_two_workers_shares_one_port(tmp_path: Path) -> None:
     """Each worker binds the port with SO_REUSEPORT; a QUIC connection stays on one."""
     (tmp_path / "echoapp.py").write_text(APP)
