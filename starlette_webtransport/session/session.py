@@ -119,15 +119,15 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
             emit=self._emit,
             has_handlers=self._has_handlers,
         )
-        self._streams = StreamSet(
+        self._stream_set = StreamSet(
             link,
             self._diagnostics,
             local_bit=1 if self._role == "server" else 0,
             consumed_mode=bool(extension.get("consumed", False)),
         )
-        self._diagnostics.watch(self._streams)
+        self._diagnostics.watch(self._stream_set)
         self._datagrams = WebTransportDatagramTransport(
-            self._streams, max_datagram_size=int(extension["max_datagram_size"])
+            self._stream_set, max_datagram_size=int(extension["max_datagram_size"])
         )
 
     def __repr__(self) -> str:
@@ -298,7 +298,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         *,
         timeout: float | None = None,
     ) -> WebTransportStream:
-        stream = await self._streams.open(bidirectional=True, timeout=timeout)
+        stream = await self._stream_set.open(bidirectional=True, timeout=timeout)
         assert isinstance(stream, WebTransportStream)
         return stream
 
@@ -307,7 +307,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         *,
         timeout: float | None = None,
     ) -> WebTransportSendStream:
-        return await self._streams.open(bidirectional=False, timeout=timeout)
+        return await self._stream_set.open(bidirectional=False, timeout=timeout)
 
     async def accept_bidirectional_stream(
         self, *, timeout: float | None = None
@@ -319,7 +319,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         anything" needs no loop over both kinds. Raises :class:`SessionClosedError` once
         the session is closed with none waiting, :class:`WebTransportTimeoutError` after
         ``timeout`` seconds."""
-        stream = await self._streams.next_incoming(bidirectional=True, timeout=timeout)
+        stream = await self._stream_set.next_incoming(bidirectional=True, timeout=timeout)
         assert isinstance(stream, WebTransportStream)
         return stream
 
@@ -328,7 +328,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
     ) -> WebTransportReceiveStream:
         """The next unidirectional stream the peer opens; as
         :meth:`accept_bidirectional_stream`, for the other kind."""
-        stream = await self._streams.next_incoming(bidirectional=False, timeout=timeout)
+        stream = await self._stream_set.next_incoming(bidirectional=False, timeout=timeout)
         assert not isinstance(stream, WebTransportStream)
         return stream
 
@@ -337,7 +337,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
 
         Bidirectional ones are :class:`WebTransportStream`, unidirectional ones
         :class:`WebTransportReceiveStream`."""
-        async for stream in self._streams.all_incoming():
+        async for stream in self._stream_set.all_incoming():
             yield stream
 
     # --- diagnostics (:mod:`.diagnostics`) ----------------------------------------------
@@ -387,7 +387,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         raise RuntimeError(f'Expected ASGI message "webtransport.connect", but got {kind!r}')
 
     async def _start(self) -> None:
-        if self._streams.consumed_mode:
+        if self._stream_set.consumed_mode:
             # Before the reader takes anything: from now on, reads return credit. If the
             # session is already over, the reader gets its disconnect.
             with contextlib.suppress(OSError):
@@ -403,7 +403,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
     async def _stop_reader(self) -> None:
         tasks = {
             task
-            for task in (self._reader, self._streams.reporter)
+            for task in (self._reader, self._stream_set.reporter)
             if task is not None and not task.done() and task is not asyncio.current_task()
         }
         for task in tasks:  # both before any wait: the reader must take nothing more
@@ -426,7 +426,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         self._closed_event.set()
         self._ready_event.set()
         self._datagrams._wake()
-        await self._streams.end()
+        await self._stream_set.end()
         await self._emit(EventType.SESSION_CLOSED, code=code, reason=reason, by=by)
 
     def _reader_running(self) -> bool:
@@ -471,7 +471,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
     async def _read_loop(self) -> None:
         try:
             while self._state is not SessionState.CLOSED:
-                for effect in self._streams.receive(await self._receive()):
+                for effect in self._stream_set.receive(await self._receive()):
                     await self._apply(effect)
         except asyncio.CancelledError:
             raise
@@ -498,4 +498,4 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         elif isinstance(effect, fx.Violation):
             self._diagnostics.record_protocol_error(effect.text)
         else:
-            await self._streams.apply(effect)
+            await self._stream_set.apply(effect)

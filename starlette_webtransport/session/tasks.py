@@ -76,7 +76,7 @@ async def serve_streams(
         raise RuntimeError("serve_streams() needs an accepted session; call accept() first")
     async with asyncio.TaskGroup() as group:
         handlers = _Handlers(session, group, on_stream, on_datagram)
-        streams = session._streams
+        streams = session._stream_set
         streams.serve_incoming(handlers.stream_arrived)
         if on_datagram is not None:
             session.datagrams._when_arrived(handlers.datagram_arrived)
