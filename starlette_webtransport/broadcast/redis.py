@@ -48,6 +48,8 @@ RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 STARTUP_WAIT = 3.0
 """Seconds ``start()`` waits for the first connection attempt."""
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+CLOSE_TIMEOUT = 2.0
+"""Seconds ``close()`` keeps cancelling the backend's tasks before it leaves them."""
 
 
 class RedisBackend:
@@ -99,10 +101,17 @@ class RedisBackend:
                 await self._attempted.wait()
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
+        # Cancel until the tasks end: redis-py can swallow a cancellation that lands inside
+        # a command (seen in pipeline.execute()), and the publisher would then wait for
+        # work forever, holding the server's shutdown with it.
+        pending = set(self._tasks)
+        deadline = asyncio.get_running_loop().time() + CLOSE_TIMEOUT
+        while pending and asyncio.get_running_loop().time() < deadline:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        if pending:
+            log.warning("broadcast: %d Redis task(s) did not stop; left behind", len(pending))
         self._tasks = []
         if self._up and self._client is not None and self._local:
             with contextlib.suppress(*_ERRORS):
