@@ -406,11 +406,3 @@ def unrouted_webtransport(exc: BaseException) -> str | None:
         "the app's Starlette router does not route WebTransport sessions: call "
         "starlette_webtransport.enable_webtransport(app) once the app is built"
     )
-
-
-def is_client_initiated(stream_id: int) -> bool:
-    return stream_id & 0x1 == 0
-
-
-def is_unidirectional(stream_id: int) -> bool:
-    return stream_id & 0x2 != 0

@@ -79,4 +79,4 @@ def test_session_rules_are_sans_io(module: str) -> None:
         elif isinstance(node, ast.ImportFrom):
             imported.add("." * node.level + (node.module or ""))
     allowed = {"__future__", "collections", "collections.abc", "dataclasses", "typing"}
-    assert imported <= allowed | {"..asgi", ".constants", ".state"}
+    assert imported <= allowed | {"..asgi", "..protocol.ids", ".constants", ".state"}

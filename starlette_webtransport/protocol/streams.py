@@ -8,6 +8,7 @@ after the header is application payload, which the parser hands back untouched.
 from __future__ import annotations
 
 from .errors import H3_ID_ERROR, InvalidStateError, StreamHeaderError
+from .ids import is_client_bidirectional
 from .varint import MAX_VARINT, decode_varint, encode_varint
 
 WT_UNI_STREAM_TYPE = 0x54
@@ -16,7 +17,7 @@ WT_BIDI_SIGNAL = 0x41
 
 def _is_session_id(stream_id: int) -> bool:
     """Sessions live on CONNECT requests, which only clients open bidirectionally."""
-    return stream_id % 4 == 0
+    return is_client_bidirectional(stream_id)
 
 
 def encode_stream_header(session_id: int, *, unidirectional: bool) -> bytes:

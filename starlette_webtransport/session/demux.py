@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..asgi import ReceiveEvent, is_unidirectional, unknown_message
+from ..asgi import ReceiveEvent, unknown_message
+from ..protocol.ids import is_unidirectional, opener_bit
 from .constants import RETIRED_STREAM_MEMORY
 from .state import Side
 
@@ -147,7 +148,7 @@ class Demux:
             self._retired.popitem(last=False)
 
     def is_local(self, stream_id: int) -> bool:
-        return stream_id & 0x1 == self.local_bit
+        return opener_bit(stream_id) == self.local_bit
 
     def receive(
         self,

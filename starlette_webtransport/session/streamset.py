@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..asgi import is_unidirectional
+from ..protocol.ids import is_unidirectional
 from . import constants
 from . import demux as fx
 from .events import EventType

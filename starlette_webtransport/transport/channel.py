@@ -59,7 +59,7 @@ from ..protocol.errors import (
     app_to_http3,
     http3_to_app,
 )
-from ..protocol.ids import is_unidirectional
+from ..protocol.ids import is_client_bidirectional, is_unidirectional, opener_bit
 from ..protocol.settings import Draft, response_headers, serialize_protocol
 from ..protocol.state import FlowControlReceived, SessionClosed, SessionDraining, SessionProtocol
 from .h3 import WebTransportH3Connection
@@ -96,7 +96,7 @@ def _refuse(quic: QuicConnection, stream_id: int, code: int) -> None:
     """STOP_SENDING, and for a bidirectional peer stream RESET_STREAM as well."""
     with contextlib.suppress(ValueError):  # aioquic already discarded the finished stream
         quic.stop_stream(stream_id, code)
-    if not stream_id & 0x2:
+    if not is_unidirectional(stream_id):
         quic.reset_stream(stream_id, code)
 
 
@@ -255,7 +255,7 @@ class SessionRouter:
     def _may_open(self, session_id: int) -> bool:
         """Whether ``session_id`` names a server's session that may still open: its
         CONNECT has not (fully) arrived, or the app has not answered it yet."""
-        if self.quic.configuration.is_client or session_id & 0x3:
+        if self.quic.configuration.is_client or not is_client_bidirectional(session_id):
             return False  # a client's sessions exist before anything can arrive for them
         channel = self.sessions.get(session_id)
         if channel is not None:
@@ -662,7 +662,7 @@ class SessionChannel:
         """Record a new peer stream. A server refuses streams that arrive before the app
         accepted; such a stream is never announced, and is remembered until the peer's
         reset or FIN so that its late data is recognised."""
-        unidirectional = bool(stream_id & 0x2)
+        unidirectional = is_unidirectional(stream_id)
         if stream_id >= self.next_peer[unidirectional]:
             self.next_peer[unidirectional] = stream_id + 4
         if self.role == "server" and not self.accepted:
@@ -805,7 +805,7 @@ class SessionChannel:
         self.router.wake_writers()
 
     def _final_event_queued(self, stream_id: int) -> None:
-        if stream_id & 0x1 == self.peer_bit:
+        if opener_bit(stream_id) == self.peer_bit:
             self.final_queued.add(stream_id)
             self.quic.hold_stream(stream_id)
 
@@ -816,7 +816,7 @@ class SessionChannel:
             # aioquic's H3 layer keeps WebTransport streams until both directions end,
             # which ours may never do in its eyes.
             forget_h3_stream(self.h3, stream_id)
-            if stream_id & 0x1 == self.peer_bit and stream_id not in self.final_queued:
+            if opener_bit(stream_id) == self.peer_bit and stream_id not in self.final_queued:
                 self._retire(stream_id)
 
     def _retire(self, stream_id: int) -> None:
@@ -983,11 +983,11 @@ class SessionChannel:
         """The stream's record, ``None`` for a stream of this session that has ended
         (the app learns why from events); ``ValueError`` for any other id."""
         self._check_open()
-        unidirectional = bool(stream_id & 0x2)
-        ours = stream_id & 0x1 != self.peer_bit
+        unidirectional = is_unidirectional(stream_id)
+        ours = opener_bit(stream_id) != self.peer_bit
         if unidirectional and ours != write:
             mode = "write-only" if ours else "read-only"
-            opener = "server" if stream_id & 0x1 else "client"
+            opener = "server" if opener_bit(stream_id) else "client"
             raise ValueError(f"stream {stream_id} is a {opener} unidirectional stream: {mode}")
         stream = self.streams.get(stream_id)
         if stream is not None:

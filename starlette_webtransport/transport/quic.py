@@ -24,6 +24,7 @@ from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 
+from ..protocol.ids import is_unidirectional
 from .internals import (
     ack_now,
     connection_limit_delivered,
@@ -218,14 +219,14 @@ class WebTransportQuicConnection(QuicConnection):
             self._unread[stream_id] = False
         else:  # discarded before its last event was handled: aioquic already gave credit
             self._unread[stream_id] = True
-            self._credit_owed[bool(stream_id & 0x2)] += 1
+            self._credit_owed[is_unidirectional(stream_id)] += 1
 
     def release_stream(self, stream_id: int) -> bool:
         """The application took the peer stream's last event: it may open another. True
         when that credit is new now (rather than once aioquic discards the stream)."""
         if not self._unread.pop(stream_id):
             return False  # aioquic gives credit once it discards it
-        unidirectional = bool(stream_id & 0x2)
+        unidirectional = is_unidirectional(stream_id)
         if self._credit_owed[unidirectional]:
             self._credit_owed[unidirectional] -= 1  # never withheld, so nothing to give back
             return False
@@ -237,7 +238,7 @@ class WebTransportQuicConnection(QuicConnection):
         application has not taken the stream's last event, or to pay back credit owed."""
         if stream_is_client_initiated(stream_id) == self.configuration.is_client:
             return
-        unidirectional = bool(stream_id & 0x2)
+        unidirectional = is_unidirectional(stream_id)
         if self._unread.get(stream_id) is False:
             self._unread[stream_id] = True
         elif self._credit_owed[unidirectional]:
