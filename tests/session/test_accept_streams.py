@@ -5,11 +5,10 @@ real QUIC: ``accept_bidirectional_stream()`` leaves unidirectional streams queue
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
-from test_quic_session import GRACE, TIMEOUT, Harness, Live
+from test_quic_session import TIMEOUT, Live
 
 from starlette_webtransport.session import (
     SessionClosedError,
@@ -18,16 +17,6 @@ from starlette_webtransport.session import (
     WebTransportTimeoutError,
 )
 from starlette_webtransport.structured import JSONSerializer, Schema, StructuredStream
-from starlette_webtransport.testing.plugin import ClientFactory, ServerFactory
-
-
-@pytest.fixture
-async def live(
-    webtransport_server: ServerFactory, webtransport_client: ClientFactory
-) -> AsyncIterator[Live]:
-    harness = Harness()
-    async with webtransport_server(harness, graceful_timeout=GRACE) as server:
-        yield Live(harness, server, webtransport_client)
 
 
 class Ask(msgspec.Struct):

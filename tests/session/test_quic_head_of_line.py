@@ -12,10 +12,9 @@ so every step after the first full window here timed out.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-import pytest
-from test_quic_session import GRACE, TIMEOUT, Harness, Live
+from test_quic_session import GRACE, TIMEOUT, Live
 
 from starlette_webtransport.session import WebTransportSession, WebTransportStream
 from starlette_webtransport.testing.plugin import ClientFactory, ServerFactory
@@ -23,15 +22,6 @@ from starlette_webtransport.transport import STREAM_WINDOW, SessionChannel
 
 ANSWER = 3.0
 """Seconds within which each other stream, datagram or close must get through."""
-
-
-@pytest.fixture
-async def live(
-    webtransport_server: ServerFactory, webtransport_client: ClientFactory
-) -> AsyncIterator[Live]:
-    harness = Harness()
-    async with webtransport_server(harness, graceful_timeout=GRACE) as server:
-        yield Live(harness, server, webtransport_client)
 
 
 def channel_of(session: WebTransportSession) -> SessionChannel:

@@ -100,15 +100,6 @@ class Live:
             yield near, far
 
 
-@pytest.fixture
-async def live(
-    webtransport_server: ServerFactory, webtransport_client: ClientFactory
-) -> AsyncIterator[Live]:
-    harness = Harness()
-    async with webtransport_server(harness, graceful_timeout=GRACE) as server:
-        yield Live(harness, server, webtransport_client)
-
-
 async def next_stream(session: WebTransportSession) -> StreamType:
     async for stream in session.incoming_streams():
         return stream
