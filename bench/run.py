@@ -6,7 +6,8 @@ Servers: ``full`` is what users run, the example app's ``/echo`` (Starlette rout
 dispatcher, the session API) served by the CLI; ``asgi`` a raw ASGI app on our server;
 ``session`` the session API without Starlette; ``aioquic`` an echo written directly on
 aioquic (the baseline); ``pywebtransport21`` pywebtransport 0.21.1 (Rust/quinn QUIC,
-draft-15, from ``.venv-pwt21``); ``pywebtransport`` 0.8.1 (aioquic-based). After the
+draft-15, from ``.venv-pwt21``); ``pywebtransport`` 0.8.1 (aioquic-based); ``full-uvloop``
+(not run by default) the same CLI as ``full`` with uvloop's event loop. After the
 interleaved rounds come ``--workers 1`` against ``2`` for setups and small streams, and our
 memory per idle session beyond aioquic's (``--no-scaling``, ``--no-memory`` skip them).
 
@@ -29,6 +30,7 @@ messages against pre-encoded bytes) runs at the end if it exists.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -50,13 +52,22 @@ from profiling import Profile, compare, report
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SERVERS = ("full", "asgi", "session", "aioquic", "pywebtransport21", "pywebtransport")
+SERVERS = (
+    "full",
+    "full-uvloop",
+    "asgi",
+    "session",
+    "aioquic",
+    "pywebtransport21",
+    "pywebtransport",
+)
 DEFAULT_SERVERS = ("full", "asgi", "aioquic", "pywebtransport21", "pywebtransport")
 PROFILED = {"full": "example"}
 """The CLI cannot be profiled from outside; ``example`` is the same app on ``serve()``."""
 BASELINE = "aioquic"
 COMPARISONS = (
     ("full", "aioquic"),
+    ("full-uvloop", "full"),
     ("asgi", "aioquic"),
     ("session", "aioquic"),
     ("full", "pywebtransport21"),
@@ -66,6 +77,12 @@ COMPARISONS = (
 PWT21_PYTHON = ROOT / ".venv-pwt21" / "bin" / "python"
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+UVLOOP_CLI = (
+    "import asyncio, sys, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
+    "from starlette_webtransport.server.cli import main; sys.exit(main())"
+)
+"""``full-uvloop``: the CLI, unchanged, in a process whose ``asyncio.run`` makes uvloop's
+loop (the CLI has no loop option: docs/performance.md, "uvloop", says why)."""
 
 
 def comparisons_of(servers: list[str]) -> list[tuple[str, str]]:
@@ -249,8 +266,13 @@ def server_command(
     certfile, keyfile = certificate_files(work)
     kind, _, tree = kind.partition("@")
     root = TREES[tree] if tree else ROOT
-    if kind == "full" and profile_dir is None and not trace:
-        command = [sys.executable, "-m", "starlette_webtransport", "serve", "example_app.app:app"]
+    if kind in ("full", "full-uvloop") and profile_dir is None and not trace:
+        command = [sys.executable, "-m", "starlette_webtransport"]
+        if kind == "full-uvloop":
+            if importlib.util.find_spec("uvloop") is None:
+                raise FileNotFoundError("uvloop missing: .venv/bin/pip install uvloop")
+            command = [sys.executable, "-c", UVLOOP_CLI]
+        command += ["serve", "example_app.app:app"]
         command += ["--host", HOST, "--port", "0", "--certfile", certfile, "--keyfile", keyfile]
         return [*command, "--workers", str(workers)], ["--path", "/echo"], root
     if kind == "pywebtransport21":
@@ -779,7 +801,7 @@ def main() -> int:
     parser.add_argument(
         "--profile",
         nargs="+",
-        choices=SERVERS,
+        choices=[kind for kind in SERVERS if kind != "full-uvloop"],
         default=None,
         metavar="SERVER",
         help="run only these servers, under cProfile, and print where their time goes",
