@@ -24,6 +24,14 @@ from ..transport.limits import Limits, ReceiveBudget
 
 DEFAULT_GRACEFUL_TIMEOUT = 5.0
 
+UNUSED_WORKER_CLASS = (
+    "hypercorn's worker_class has no effect here: serve() runs in the caller's event loop "
+    "(e.g. uvloop.run(serve(app))) and run() and the CLI in asyncio's "
+    "(docs/performance.md, uvloop)"
+)
+"""Only hypercorn's own ``run()`` reads ``worker_class``; ours call its ``worker_serve``
+directly, so the setting would be accepted and silently ignored."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServeOptions:
@@ -108,6 +116,8 @@ class ServeOptions:
         for name, value in self.hypercorn.items():
             if not hasattr(config, name):
                 raise TypeError(f"hypercorn's Config has no setting {name!r}")
+            if name == "worker_class" and value != config.worker_class:
+                raise ValueError(UNUSED_WORKER_CLASS)
             setattr(config, name, value)
         return config
 

@@ -47,6 +47,10 @@ def test_the_config_declares_the_server_state() -> None:
     assert config.insecure_bind == ["127.0.0.1:8080", "[::1]:8080"]
     with pytest.raises(TypeError, match="no_such_setting"):
         ServeOptions.of(no_such_setting=1).config()
+    # hypercorn's run() reads worker_class; serve() runs in its caller's loop instead.
+    with pytest.raises(ValueError, match="worker_class has no effect"):
+        ServeOptions.of(worker_class="uvloop").config()
+    assert ServeOptions.of(worker_class="asyncio").config().worker_class == "asyncio"
     with pytest.raises(ValueError, match="go together"):
         ServeOptions(certfile="cert.pem")
 
