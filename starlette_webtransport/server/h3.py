@@ -204,6 +204,27 @@ class WebTransportSessionHandler(SessionChannel):
 class WebTransportH3Protocol(H3Protocol):
     """hypercorn's H3 protocol with WebTransport sessions beside ordinary requests."""
 
+    # Every attribute in a slot: one per connection, and no instance dict to grow.
+    __slots__ = (
+        "app",
+        "client",
+        "config",
+        "connection",
+        "context",
+        "http_ports",
+        "limits",
+        "loop",
+        "pending_connects",
+        "quic",
+        "router",
+        "send",
+        "server",
+        "server_state",
+        "state",
+        "streams",
+        "task_group",
+    )
+
     def __init__(
         self,
         app: AppWrapper,
@@ -272,7 +293,7 @@ class WebTransportH3Protocol(H3Protocol):
                     continue  # trailers on a CONNECT stream carry nothing for us
                 if self._is_webtransport(event):
                     self.pending_connects.append(event)
-                    router.awaiting.add(event.stream_id)
+                    router.awaiting[event.stream_id] = None
                 else:
                     http.append(event)
             elif isinstance(event, DataReceived):
@@ -326,7 +347,7 @@ class WebTransportH3Protocol(H3Protocol):
 
     def _start_session(self, event: HeadersReceived) -> None:
         stream_id = event.stream_id
-        self.router.awaiting.discard(stream_id)
+        self.router.awaiting.pop(stream_id, None)
         settings = self.connection.received_settings or {}
         draft = negotiate_draft(settings)
         draining = self.server_state is not None and self.server_state.draining

@@ -74,67 +74,84 @@ async def serve_streams(
     """
     if session.state is SessionState.CONNECTING:
         raise RuntimeError("serve_streams() needs an accepted session; call accept() first")
-    async with asyncio.TaskGroup() as group:
-        handlers = _Handlers(session, group, on_stream, on_datagram)
-        streams = session._stream_set
-        streams.serve_incoming(handlers.stream_arrived)
-        if on_datagram is not None:
-            session.datagrams._when_arrived(handlers.datagram_arrived)
-        try:
-            await session.wait_closed()
-        finally:  # unless a later serve_streams() call on the session took them over
-            if streams._on_incoming == handlers.stream_arrived:
-                streams.serve_incoming(None)
-            if session.datagrams._on_arrival == handlers.datagram_arrived:
-                session.datagrams._when_arrived(None)
-        handlers.cancel()
+    handlers = _Handlers(session, on_stream, on_datagram)
+    streams = session._stream_set
+    streams.serve_incoming(handlers.stream_arrived)
+    if on_datagram is not None:
+        session.datagrams._when_arrived(handlers.datagram_arrived)
+    try:
+        await session._closed_event.wait()
+    finally:
+        # Unless a later serve_streams() call on the session took them over.
+        if streams._on_incoming == handlers.stream_arrived:
+            streams.serve_incoming(None)
+        if session.datagrams._on_arrival == handlers.datagram_arrived:
+            session.datagrams._when_arrived(None)
+        await handlers.finish()
 
 
 class _Handlers:
-    """The task group of one ``serve_streams`` call and the tasks it starts in it: an
-    object with slots rather than closures, the state of every idle session."""
+    """The handler tasks of one ``serve_streams`` call: an object with slots rather than
+    closures or an ``asyncio.TaskGroup`` (whose set, frames and callbacks cost close to a
+    kilobyte per idle session). A task group's one other service, cancelling the rest
+    when a task fails, is what ``serve_streams`` must not do: handlers catch their own
+    exceptions, so only ``finish`` ends them."""
 
-    __slots__ = ("group", "on_datagram", "on_stream", "prefix", "prune_at", "session", "tasks")
+    __slots__ = ("on_datagram", "on_stream", "prune_at", "session", "tasks")
 
     def __init__(
         self,
         session: WebTransportSession,
-        group: asyncio.TaskGroup,
         on_stream: StreamHandler,
         on_datagram: DatagramHandler | None,
     ) -> None:
         self.session = session
-        self.group = group
         self.on_stream = on_stream
         self.on_datagram = on_datagram
-        self.prefix = f"webtransport-session-{session.session_id}"
-        self.tasks: list[asyncio.Task[None]] = []
-        """To cancel when the session ends. Finished ones are pruned now and then rather
-        than by a done callback, which would cost a loop callback per stream."""
+        self.tasks: list[asyncio.Task[None]] | None = None
+        """To cancel when the session ends, made by the first. Finished ones are pruned
+        now and then rather than by a done callback, which would cost a loop callback per
+        stream."""
         self.prune_at = _PRUNE_AT
 
     def stream_arrived(self, stream: StreamType) -> None:
         """Called by the session's reader as it admits the stream: the handler's task
         starts there, with no consumer task in between."""
-        name = f"{self.prefix}-stream-{stream.stream_id}"
+        name = f"webtransport-session-{self.session.session_id}-stream-{stream.stream_id}"
         self._start(_serve_stream(self.session, self.on_stream, stream), name)
 
     def datagram_arrived(self) -> None:
         """The pump starts with the first datagram: a session that never gets one (most)
         costs no task for it."""
         assert self.on_datagram is not None
-        self._start(_serve_datagrams(self.session, self.on_datagram), f"{self.prefix}-datagrams")
+        name = f"webtransport-session-{self.session.session_id}-datagrams"
+        self._start(_serve_datagrams(self.session, self.on_datagram), name)
 
-    def cancel(self) -> None:
-        for task in self.tasks:
+    async def finish(self) -> None:
+        """Cancel the handlers still running and wait until every one has ended, as a task
+        group's exit would: nothing outlives the call, even when it is cancelled itself
+        (then the cancellation is raised once they have ended)."""
+        pending = [task for task in self.tasks or () if not task.done()]
+        for task in pending:
             task.cancel()
+        cancelled = False
+        while pending:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                cancelled = True
+            pending = [task for task in pending if not task.done()]
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _start(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         tasks = self.tasks
-        if len(tasks) >= self.prune_at:
+        if tasks is None:
+            self.tasks = tasks = []
+        elif len(tasks) >= self.prune_at:
             tasks[:] = [task for task in tasks if not task.done()]
             self.prune_at = max(_PRUNE_AT, 2 * len(tasks))
-        tasks.append(self.group.create_task(coroutine, name=name))
+        tasks.append(asyncio.get_running_loop().create_task(coroutine, name=name))
 
 
 async def _serve_stream(

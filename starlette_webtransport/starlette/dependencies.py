@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from typing import Annotated, Any, TypeVar, cast, get_args, get_origin
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
@@ -169,23 +169,26 @@ def _analyse(call: Callable[..., Any], parameter: inspect.Parameter) -> _Paramet
     return _Parameter(parameter.name, _Source.PATH)
 
 
-async def call_with_dependencies(
+def call_with_dependencies(
     dependant: Dependant,
     *,
     session: WebTransportSession,
     stack: AsyncExitStack | None,
-) -> Any:
-    """Solve ``dependant``'s parameters for ``session`` and call it.
+) -> Awaitable[Any]:
+    """The call of ``dependant`` with its parameters solved for ``session``, to await.
 
     Generator dependencies are entered on ``stack`` (required when ``dependant.cleanup``);
-    the caller unwinds it when the session has ended, which runs their cleanup.
+    the caller unwinds it when the session has ended, which runs their cleanup. An
+    endpoint that takes only the session is called right here and its coroutine
+    returned: no frame of this function stays on the session's stack.
     """
     if dependant.session_only:
-        return await dependant.call(
-            **dict.fromkeys((p.name for p in dependant.parameters), session)
+        return cast(
+            Awaitable[Any],
+            dependant.call(**dict.fromkeys((p.name for p in dependant.parameters), session)),
         )
     context = _Context(session, WebTransportConnection(session.scope), stack, {})
-    return await context.call(dependant)
+    return context.call(dependant)
 
 
 @dataclass(slots=True)

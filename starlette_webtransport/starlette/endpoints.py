@@ -56,7 +56,7 @@ class WebTransportEndpoint:
             if session.is_ready:
                 await self._serve(session)
 
-        await run_session(session, run)
+        await run_session(session, run())
 
     async def on_connect(self, session: WebTransportSession) -> None:
         """Override to check the request, choose a protocol, or reject; accepts by default."""

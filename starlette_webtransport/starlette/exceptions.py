@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -66,10 +66,15 @@ _NO_CLEANUP: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 async def run_session(
     session: WebTransportSession,
-    run: Callable[[], Awaitable[None]],
+    endpoint: Awaitable[None],
     stack: AsyncExitStack | None = None,
 ) -> None:
-    """Run an endpoint (``run``) and end ``session`` however it finishes.
+    """Await the endpoint's call (``endpoint``, not started yet) and end ``session``
+    however it finishes.
+
+    The callers hand over the endpoint's coroutine rather than a function that makes it:
+    no closure and no extra frame is held for the whole session, one frame less per idle
+    session.
 
     The session is ended first and ``stack`` (dependency cleanup, if the endpoint has
     any) unwound after, so cleanup code runs once the client knows the outcome; an
@@ -82,7 +87,7 @@ async def run_session(
     try:
         async with stack if stack is not None else _NO_CLEANUP:
             try:
-                await run()
+                await endpoint
             except Exception as exc:
                 failure = exc
                 if not await end_session(session, exc):

@@ -168,7 +168,7 @@ class APIWebTransportRoute(ExactPathRoute, Mount):
                     raise HTTPException(VALIDATION_ERROR_STATUS)
                 await call(**solved.values)
 
-        await run_session(session, run, stack)
+        await run_session(session, run(), stack)
 
 
 def _with_session_dependency(endpoint: Callable[..., Any]) -> Callable[..., Any]:

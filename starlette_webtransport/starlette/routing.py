@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from re import Pattern
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from starlette.convertors import Convertor
 from starlette.datastructures import URLPath
@@ -91,14 +91,13 @@ def session_app(endpoint: Callable[..., Any]) -> ASGIApp:
     dependant = build_dependant(endpoint)
     cleanup = dependant.cleanup  # known once per route, not looked up per session
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    def app(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function returning run_session's coroutine: the session's task holds
+        # no frame of its own for this layer (each is a few hundred bytes per session).
         session = WebTransportSession(scope, receive, send)
         stack = AsyncExitStack() if cleanup else None
-
-        async def run() -> None:
-            await call_with_dependencies(dependant, session=session, stack=stack)
-
-        await run_session(session, run, stack)
+        endpoint = call_with_dependencies(dependant, session=session, stack=stack)
+        return run_session(session, endpoint, stack)
 
     return app
 
@@ -223,16 +222,19 @@ class WebTransportDispatcher:
         self.router = router
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """A plain function returning the awaitable of whoever handles the scope: no
+        frame of the dispatcher (or of the route's ``handle``) stays on the stack of a
+        session for its whole life."""
         if scope["type"] != "webtransport":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         route = self._route(scope)
         if route is None:
             log_rejection(scope, 404, "no WebTransportRoute matches the path")
-            await send({"type": "webtransport.reject", "status": 404, "headers": []})
-            return
-        await route.handle(scope, receive, send)
+            return send({"type": "webtransport.reject", "status": 404, "headers": []})
+        if type(route).handle is WebTransportRoute.handle:
+            return cast(WebTransportRoute, route).app(scope, receive, send)
+        return route.handle(scope, receive, send)
 
     def _route(self, scope: Scope) -> BaseRoute | None:
         """The session's route, its match applied to ``scope``. A function of its own so
@@ -258,7 +260,9 @@ def enable_webtransport(app: Router | _HasRouter) -> None:
     router = app if isinstance(app, Router) else app.router
     if isinstance(router.middleware_stack, WebTransportDispatcher):
         return
-    router.middleware_stack = WebTransportDispatcher(router, router.middleware_stack)
+    # Starlette types the attribute as its own ``async def app``; it only awaits it.
+    dispatcher: Any = WebTransportDispatcher(router, router.middleware_stack)
+    router.middleware_stack = dispatcher
 
 
 def webtransport_route(

@@ -26,6 +26,8 @@ class WebTransportH3Connection(H3Connection):
     from there. ``max_sessions`` is what a server announces as WT_MAX_SESSIONS.
     """
 
+    __slots__ = ("is_client", "limits", "max_sessions")  # not in aioquic's instance dict
+
     def __init__(
         self, quic: QuicConnection, limits: FlowControlLimits, *, max_sessions: int = MAX_SESSIONS
     ) -> None:

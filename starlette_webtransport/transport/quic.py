@@ -63,6 +63,10 @@ _SHORT_HEADER_OVERHEAD = 1 + 4 + 16
 connection id comes on top."""
 
 
+def _nothing() -> None:
+    """The default ``on_credit``: shared, where a lambda per connection would cost 150 bytes."""
+
+
 class WebTransportQuicConnection(QuicConnection):
     """A window is always "consumed + window size", and stream credit waits for the app.
 
@@ -113,7 +117,7 @@ class WebTransportQuicConnection(QuicConnection):
         self.budget: ReceiveBudget | None = None
         """Shared by every connection of a server worker: no new connection credit while
         it is exhausted (see :meth:`settle`)."""
-        self.on_credit: Callable[[], object] = lambda: None
+        self.on_credit: Callable[[], object] = _nothing
         """Called when the budget has room again after this connection was refused."""
         self._answering = False
         """Stream data or a datagram was queued since the last transmit."""
@@ -318,6 +322,8 @@ class _StreamTable(dict[int, QuicStream]):
     aioquic removes a finished stream with ``pop`` and then returns its credit to the
     peer; nothing else pops, and lookups stay dict-fast.
     """
+
+    __slots__ = ("_connection",)  # a __dict__ would add 300 bytes per connection
 
     def __init__(self, connection: WebTransportQuicConnection) -> None:
         super().__init__()

@@ -36,7 +36,7 @@ def only_session(server: ServerState) -> SessionChannel:
 
 
 def queued(session: SessionChannel) -> list[dict[str, Any]]:
-    return [m for m in session.events if m["type"] == "webtransport.stream.receive"]
+    return [m for m in session.events or () if m["type"] == "webtransport.stream.receive"]
 
 
 async def test_finished_unread_streams_stay_counted_until_the_app_reads(
