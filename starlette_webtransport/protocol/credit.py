@@ -77,10 +77,13 @@ class LocalCredit:
         "data_granted",
         "data_received",
         "enabled",
+        "granted_bidi",
+        "granted_uni",
         "limits",
-        "streams_granted",
-        "streams_opened",
-        "streams_retired",
+        "opened_bidi",
+        "opened_uni",
+        "retired_bidi",
+        "retired_uni",
     )
 
     def __init__(self, limits: FlowControlLimits, *, enabled: bool = True) -> None:
@@ -90,12 +93,16 @@ class LocalCredit:
         self.data_received = 0
         self.data_consumed = 0
         self.data_granted = limits.max_data
-        # Per direction, indexed by ``unidirectional`` (a bool): lists rather than dicts,
-        # a third of the size, in every session.
-        self.streams_opened = [0, 0]
+        # Per direction, in slots of their own: a two-item list per counter would cost
+        # every session 72 bytes each.
+        self.opened_bidi = self.opened_uni = 0
         """Peer streams seen so far."""
-        self.streams_retired = [0, 0]
-        self.streams_granted = [limits.max_streams_bidi, limits.max_streams_uni]
+        self.retired_bidi = self.retired_uni = 0
+        self.granted_bidi = limits.max_streams_bidi
+        self.granted_uni = limits.max_streams_uni
+
+    def streams_opened(self, *, unidirectional: bool) -> int:
+        return self.opened_uni if unidirectional else self.opened_bidi
 
     def receive_data(self, size: int) -> None:
         """``size`` payload bytes arrived on a stream of the session."""
@@ -112,12 +119,16 @@ class LocalCredit:
         """The peer opened a stream of the session."""
         if not self.enabled:
             return
-        opened = self.streams_opened[unidirectional] + 1
-        self.streams_opened[unidirectional] = opened
-        if opened > self.streams_granted[unidirectional]:
+        if unidirectional:
+            self.opened_uni = opened = self.opened_uni + 1
+            granted = self.granted_uni
+        else:
+            self.opened_bidi = opened = self.opened_bidi + 1
+            granted = self.granted_bidi
+        if opened > granted:
             raise FlowControlError(
                 f"the peer opened {opened} {_direction(unidirectional)} streams; "
-                f"WT_MAX_STREAMS allowed {self.streams_granted[unidirectional]}"
+                f"WT_MAX_STREAMS allowed {granted}"
             )
 
     def consume_data(self, size: int) -> MaxData | None:
@@ -136,14 +147,19 @@ class LocalCredit:
         """A peer stream is done with, so the peer may open another; the capsule to send."""
         if not self.enabled:
             return None
-        retired = self.streams_retired[unidirectional] + 1
-        self.streams_retired[unidirectional] = retired
-        window = self.limits.max_streams_uni if unidirectional else self.limits.max_streams_bidi
-        current = self.streams_granted[unidirectional]
+        if unidirectional:
+            self.retired_uni = retired = self.retired_uni + 1
+            window, current = self.limits.max_streams_uni, self.granted_uni
+        else:
+            self.retired_bidi = retired = self.retired_bidi + 1
+            window, current = self.limits.max_streams_bidi, self.granted_bidi
         granted = retired + window
         if 2 * (current - retired) > window or granted <= current:
             return None
-        self.streams_granted[unidirectional] = granted
+        if unidirectional:
+            self.granted_uni = granted
+        else:
+            self.granted_bidi = granted
         return MaxStreams(not unidirectional, granted)
 
 
@@ -157,24 +173,35 @@ class PeerCredit:
     """
 
     __slots__ = (
+        "_blocked_at_bidi",
+        "_blocked_at_uni",
         "_data_blocked_at",
-        "_streams_blocked_at",
         "data_sent",
         "max_data",
-        "max_streams",
-        "streams_opened",
+        "max_streams_bidi",
+        "max_streams_uni",
+        "opened_bidi",
+        "opened_uni",
     )
 
     def __init__(
         self, max_data: int | None, max_streams_bidi: int | None, max_streams_uni: int | None
     ) -> None:
         self.max_data = max_data
-        self.max_streams = [max_streams_bidi, max_streams_uni]
-        """Indexed by ``unidirectional`` (a bool), as the other per-direction lists."""
+        # Per direction, in slots of their own (see LocalCredit).
+        self.max_streams_bidi = max_streams_bidi
+        self.max_streams_uni = max_streams_uni
         self.data_sent = 0
-        self.streams_opened = [0, 0]
+        self.opened_bidi = self.opened_uni = 0
         self._data_blocked_at: int | None = None
-        self._streams_blocked_at: list[int | None] = [None, None]
+        self._blocked_at_bidi: int | None = None
+        self._blocked_at_uni: int | None = None
+
+    def max_streams(self, *, unidirectional: bool) -> int | None:
+        return self.max_streams_uni if unidirectional else self.max_streams_bidi
+
+    def streams_opened(self, *, unidirectional: bool) -> int:
+        return self.opened_uni if unidirectional else self.opened_bidi
 
     @classmethod
     def from_settings(cls, settings: Mapping[int, int], *, enabled: bool = True) -> PeerCredit:
@@ -216,26 +243,34 @@ class PeerCredit:
     # --- streams --------------------------------------------------------------------
 
     def may_open(self, *, unidirectional: bool) -> bool:
-        limit = self.max_streams[unidirectional]
-        return limit is None or self.streams_opened[unidirectional] < limit
+        if unidirectional:
+            return self.max_streams_uni is None or self.opened_uni < self.max_streams_uni
+        return self.max_streams_bidi is None or self.opened_bidi < self.max_streams_bidi
 
     def open_stream(self, *, unidirectional: bool) -> None:
         if not self.may_open(unidirectional=unidirectional):
             raise ValueError(
                 f"the peer allows no more {_direction(unidirectional)} streams (WT_MAX_STREAMS)"
             )
-        self.streams_opened[unidirectional] += 1
+        if unidirectional:
+            self.opened_uni += 1
+        else:
+            self.opened_bidi += 1
 
     def streams_blocked(self, *, unidirectional: bool) -> StreamsBlocked | None:
         """WT_STREAMS_BLOCKED to send now that an open waits: once per limit."""
-        limit = self.max_streams[unidirectional]
+        limit = self.max_streams(unidirectional=unidirectional)
+        blocked_at = self._blocked_at_uni if unidirectional else self._blocked_at_bidi
         if (
             limit is None
-            or self.streams_opened[unidirectional] < limit
-            or self._streams_blocked_at[unidirectional] == limit
+            or self.streams_opened(unidirectional=unidirectional) < limit
+            or blocked_at == limit
         ):
             return None
-        self._streams_blocked_at[unidirectional] = limit
+        if unidirectional:
+            self._blocked_at_uni = limit
+        else:
+            self._blocked_at_bidi = limit
         return StreamsBlocked(not unidirectional, limit)
 
     # --- the peer's grants ----------------------------------------------------------
@@ -253,8 +288,11 @@ class PeerCredit:
             self.max_data = capsule.maximum
             return True
         unidirectional = not capsule.bidirectional
-        limit = self.max_streams[unidirectional]
+        limit = self.max_streams(unidirectional=unidirectional)
         if limit is None or capsule.maximum <= limit:
             return False
-        self.max_streams[unidirectional] = capsule.maximum
+        if unidirectional:
+            self.max_streams_uni = capsule.maximum
+        else:
+            self.max_streams_bidi = capsule.maximum
         return True

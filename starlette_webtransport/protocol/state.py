@@ -77,6 +77,20 @@ _RECEIVING = (*_CONNECTING, *_OPEN)
 class SessionProtocol:
     """One WebTransport session, one CONNECT stream, either side of the connection."""
 
+    __slots__ = (  # one per session: no instance dict
+        "_close_received",
+        "_drain_sent",
+        "_fin_received",
+        "_parser",
+        "_peer_drained",
+        "_peer_max_bidi",
+        "_peer_max_data",
+        "_peer_max_uni",
+        "_state",
+        "capsules_received",
+        "capsules_sent",
+    )
+
     def __init__(self, *, max_capsule_size: int = 65536) -> None:
         self._parser = CapsuleParser(max_capsule_size=max_capsule_size)
         self._state = SessionState.CONNECTING
@@ -86,7 +100,7 @@ class SessionProtocol:
         self._fin_received = False
         # The peer's flow-control limits must only grow (draft: WT_FLOW_CONTROL_ERROR).
         self._peer_max_data = -1
-        self._peer_max_streams = [-1, -1]  # indexed by ``bidirectional`` (a bool)
+        self._peer_max_bidi = self._peer_max_uni = -1
         self.capsules_received = 0
         self.capsules_sent = 0
 
@@ -195,11 +209,14 @@ class SessionProtocol:
                 self._peer_max_data = self._increase("WT_MAX_DATA", self._peer_max_data, maximum)
                 return FlowControlReceived(capsule)
             case MaxStreams(bidirectional=bidirectional, maximum=maximum):
-                previous = self._peer_max_streams[bidirectional]
-                what = "bidirectional" if bidirectional else "unidirectional"
-                self._peer_max_streams[bidirectional] = self._increase(
-                    f"WT_MAX_STREAMS ({what})", previous, maximum
-                )
+                if bidirectional:
+                    self._peer_max_bidi = self._increase(
+                        "WT_MAX_STREAMS (bidirectional)", self._peer_max_bidi, maximum
+                    )
+                else:
+                    self._peer_max_uni = self._increase(
+                        "WT_MAX_STREAMS (unidirectional)", self._peer_max_uni, maximum
+                    )
                 return FlowControlReceived(capsule)
             case DataBlocked() | StreamsBlocked():
                 return FlowControlReceived(capsule)

@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.events import QuicEvent
+from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config
 from hypercorn.protocol.events import Body, EndBody
 from hypercorn.protocol.h3 import H3Protocol
@@ -153,6 +154,15 @@ class WebTransportSessionHandler(SessionChannel):
         else:
             self._reject(503, ())
 
+    def _call_app(self, app: AppWrapper) -> Awaitable[None]:
+        """The app's call. hypercorn's wrapper of an ASGI app only forwards it, so the app
+        is called directly: the wrapper's frame would stay on every session's stack."""
+        scope, receive, send = self.scope, self.receive, self.send
+        if type(app) is ASGIWrapper:
+            return app.app(scope, receive, send)  # type: ignore[arg-type]
+        adapter = self.adapter
+        return app(scope, receive, send, adapter.sync_spawn, adapter.call_soon)  # type: ignore[arg-type]
+
     async def run_app(self) -> None:
         """Run the ASGI app for this session and tidy up whatever it left open.
 
@@ -162,13 +172,7 @@ class WebTransportSessionHandler(SessionChannel):
         failed = False
         self.task = asyncio.current_task()
         try:
-            await adapter.app(
-                self.scope,  # type: ignore[arg-type]
-                self.receive,  # type: ignore[arg-type]
-                self.send,  # type: ignore[arg-type]
-                adapter.sync_spawn,
-                adapter.call_soon,
-            )
+            await self._call_app(adapter.app)
         except asyncio.CancelledError:
             if not self.timed_out:
                 raise
@@ -347,7 +351,10 @@ class WebTransportH3Protocol(H3Protocol):
 
     def _start_session(self, event: HeadersReceived) -> None:
         stream_id = event.stream_id
-        self.router.awaiting.pop(stream_id, None)
+        awaiting = self.router.awaiting
+        awaiting.pop(stream_id, None)
+        if not awaiting:
+            self.router.awaiting = {}  # an emptied dict keeps its table: 160 bytes
         settings = self.connection.received_settings or {}
         draft = negotiate_draft(settings)
         draining = self.server_state is not None and self.server_state.draining

@@ -139,13 +139,17 @@ class Demux:
         self.local_bit = local_bit
         """Bit 0 of the stream ids this end opens (1 for a server)."""
         self._memory = memory
-        self._retired: OrderedDict[int, None] = OrderedDict()
+        self._retired: OrderedDict[int, None] | None = None
+        """Made by the first stream that ends: an idle session holds none."""
 
     def retire(self, stream_id: int) -> None:
         """The stream is over for the session; later events for it are late."""
-        self._retired[stream_id] = None
-        if len(self._retired) > self._memory:
-            self._retired.popitem(last=False)
+        retired = self._retired
+        if retired is None:
+            self._retired = retired = OrderedDict()
+        retired[stream_id] = None
+        if len(retired) > self._memory:
+            retired.popitem(last=False)
 
     def is_local(self, stream_id: int) -> bool:
         return opener_bit(stream_id) == self.local_bit
@@ -201,7 +205,7 @@ class Demux:
     ) -> list[Effect]:
         stream = streams.get(stream_id)
         if stream is None:
-            if stream_id in self._retired:
+            if self._retired is not None and stream_id in self._retired:
                 return []  # in flight when the stream ended or was refused
             if self.is_local(stream_id):
                 return [Violation(f"data for stream {stream_id}, which we never opened")]

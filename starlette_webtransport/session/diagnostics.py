@@ -121,14 +121,12 @@ class Diagnostics:
 
     __slots__ = (
         "_draft",
-        "_emit_health",
         "_max_write_wait",
         "_max_write_wait_stream",
         "_of",
         "_paused_on",
         "_paused_since",
         "_protocol_error_log",
-        "_reader_running",
         "_session",
         "_slow_writes",
         "bytes_received",
@@ -145,14 +143,10 @@ class Diagnostics:
         session: Observed,
         *,
         draft: str | None,
-        reader_running: Callable[[], bool],
-        emit_health: Callable[[list[str]], Awaitable[None]],
     ) -> None:
         self._session = session
         self._draft = draft
         self._of: Streams | None = None
-        self._reader_running = reader_running
-        self._emit_health = emit_health
         self.stats = SessionStats(session_id=session.session_id, created_at=time.time())
         self.streams_refused = 0
         self.streams_abandoned = 0
@@ -246,7 +240,7 @@ class Diagnostics:
             "issues": len(self.issues()),
         }
 
-    def debug_state(self) -> dict[str, Any]:
+    def debug_state(self, *, reader_running: bool) -> dict[str, Any]:
         """Everything the session knows, per stream, for debugging a stuck session."""
         now = time.monotonic()
         session, config, datagrams = self._session, self._session.config, self._session.datagrams
@@ -266,7 +260,7 @@ class Diagnostics:
                 "closed_by": session.closed_by,
             },
             "reader": {
-                "running": self._reader_running(),
+                "running": reader_running,
                 "paused_on_stream": None if paused_on is None else paused_on.stream_id,
                 "paused_for": None if paused_since is None else now - paused_since,
             },
@@ -365,7 +359,9 @@ class Diagnostics:
             )
         return issues
 
-    async def monitor(self, check_interval: float) -> None:
+    async def monitor(
+        self, check_interval: float, emit_health: Callable[[list[str]], Awaitable[None]]
+    ) -> None:
         """``diagnose_issues()`` every ``check_interval`` seconds until the session
         closes; each finding is logged and ``session.health`` emitted with the list."""
         if not check_interval > 0:
@@ -376,7 +372,7 @@ class Diagnostics:
             if issues:
                 for issue in issues:
                     logger.warning("session %s: %s", session.session_id, issue)
-                await self._emit_health(issues)
+                await emit_health(issues)
             try:
                 async with asyncio.timeout(check_interval):
                     await session.wait_closed()

@@ -23,8 +23,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable
+from typing import Any, TypeVar, cast
 
 from ..asgi import (
     ContractReceive,
@@ -55,11 +55,8 @@ from .stream import (
     WebTransportSendStream,
     WebTransportStream,
 )
-from .streamset import Link, StreamSet
+from .streamset import StreamSet
 from .structured_factories import StructuredFactories
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["ASGIChannel", "ConnectionInfo", "SessionStats", "WebTransportSession"]
 
@@ -97,6 +94,10 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         self._connect_received = False
         self._protocol = None if self._role == "server" else _negotiated_protocol(scope)
         self._reader: asyncio.Task[None] | None = None
+        self._reader_start: asyncio.Handle | None = None
+        """The reader task starts one loop turn after ``accept()``: ``serve_streams``
+        called before then reads in its own task instead (see :meth:`_read_here`)."""
+        self._reading_here = False
         self._ready_event = Signal()
         self._closed_event = Signal()
         self._close_code: int | None = None
@@ -106,21 +107,10 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         self._diagnostics = Diagnostics(
             self,
             draft=extension.get("draft"),
-            reader_running=self._reader_running,
-            emit_health=self._emit_health,
         )
         self._stats = self._diagnostics.stats
-        link = Link(
-            self,
-            check_open=self._check_open,
-            closed_error=self._closed_error,
-            send=self._send_stream_message,
-            send_raw=self._send,
-            emit=self._emit,
-            has_handlers=self._has_handlers,
-        )
         self._stream_set = StreamSet(
-            link,
+            _SessionLink(self),
             self._diagnostics,
             local_bit=1 if self._role == "server" else 0,
             consumed_mode=bool(extension.get("consumed", False)),
@@ -352,7 +342,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
 
     async def debug_state(self) -> dict[str, Any]:
         """Everything the session knows, per stream, for debugging a stuck session."""
-        return self._diagnostics.debug_state()
+        return self._diagnostics.debug_state(reader_running=self._reader_running())
 
     async def diagnose_issues(self) -> list[str]:
         """Plain-language findings; an empty list means nothing looks wrong."""
@@ -363,7 +353,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
     ) -> None:
         """Run ``diagnose_issues()`` every ``check_interval`` seconds until the session
         closes; log each finding and emit ``session.health`` with the list."""
-        await self._diagnostics.monitor(check_interval)
+        await self._diagnostics.monitor(check_interval, self._emit_health)
 
     # --- internals: lifecycle --------------------------------------------------------------
 
@@ -394,13 +384,38 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
                 await self._send({"type": "webtransport.credit", "returned_on": "consumed"})
         self._state = SessionState.CONNECTED
         self._stats.ready_at = time.time()
-        self._reader = asyncio.create_task(
-            self._read_loop(), name=f"webtransport-session-{self.session_id}"
-        )
+        self._reader_start = asyncio.get_running_loop().call_soon(self._start_reader)
         self._ready_event.set()
         await self._emit(EventType.SESSION_READY)
 
+    def _start_reader(self) -> None:
+        self._reader_start = None
+        if self._state in _OPEN_STATES:
+            self._reader = asyncio.create_task(
+                self._read_loop(), name=f"webtransport-session-{self.session_id}"
+            )
+
+    def _read_here(self) -> Coroutine[Any, Any, None] | None:
+        """The reader's loop, to run in the calling task, if the reader task has not
+        started yet; None if it has. ``serve_streams`` awaits it right after ``accept()``:
+        its task has nothing else to do until the session ends, and a reader task of its
+        own would cost every idle session a task and its frames (close to a kilobyte).
+        A plain method, so that no frame of its own is held while the loop runs.
+
+        The loop returns when the session is closed, or once ``close()`` has begun (it
+        takes nothing more then, as a cancelled reader task would not).
+        """
+        if self._reader_start is None:
+            return None
+        self._reader_start.cancel()
+        self._reader_start = None
+        self._reading_here = True
+        return self._read_loop()
+
     async def _stop_reader(self) -> None:
+        if self._reader_start is not None:
+            self._reader_start.cancel()
+            self._reader_start = None
         tasks = {
             task
             for task in (self._reader, self._stream_set.reporter)
@@ -430,7 +445,11 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         await self._emit(EventType.SESSION_CLOSED, code=code, reason=reason, by=by)
 
     def _reader_running(self) -> bool:
-        return self._reader is not None and not self._reader.done()
+        return (
+            self._reading_here
+            or self._reader_start is not None
+            or (self._reader is not None and not self._reader.done())
+        )
 
     async def _emit_health(self, issues: list[str]) -> None:
         await self._emit(EventType.SESSION_HEALTH, issues=issues)
@@ -471,13 +490,18 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
     async def _read_loop(self) -> None:
         try:
             while self._state is not SessionState.CLOSED:
-                for effect in self._stream_set.receive(await self._receive()):
+                message = await self._receive()
+                if self._state is SessionState.CLOSING and self._reading_here:
+                    return  # close() began: it could not cancel this reader, so it stops
+                for effect in self._stream_set.receive(message):
                     await self._apply(effect)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             logger.exception("session %s: the ASGI receive channel failed", self.session_id)
             await self._finish(None, repr(exc), by="error", cause="error")
+        finally:
+            self._reading_here = False
 
     async def _apply(self, effect: fx.Effect) -> None:
         """Do what :class:`~.demux.Demux` found a received message means."""
@@ -499,3 +523,31 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
             self._diagnostics.record_protocol_error(effect.text)
         else:
             await self._stream_set.apply(effect)
+
+
+class _SessionLink:
+    """What the session's streams may call of it (:class:`~.streamset.Link`): plain
+    methods that return the session's awaitables, so no frame is added to a call."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: WebTransportSession) -> None:
+        self.session = session
+
+    def check_open(self) -> None:
+        self.session._check_open()
+
+    def closed_error(self) -> SessionClosedError:
+        return self.session._closed_error()
+
+    def send(self, message: SendMessage) -> Awaitable[None]:
+        return self.session._send_stream_message(message)
+
+    def send_raw(self, message: SendMessage) -> Awaitable[None]:
+        return self.session._send(message)
+
+    def emit(self, event_type: EventType, **data: Any) -> Awaitable[None]:
+        return self.session._emit(event_type, **data)
+
+    def has_handlers(self, event_type: EventType) -> bool:
+        return self.session._has_handlers(event_type)

@@ -38,7 +38,7 @@ from .stream import (
 )
 
 if TYPE_CHECKING:
-    from ..asgi import ContractSend, ReceiveEvent, SendMessage
+    from ..asgi import ReceiveEvent, SendMessage
     from .config import SessionConfig
     from .diagnostics import Diagnostics
 
@@ -58,23 +58,31 @@ class Facade(Protocol):
     def is_closed(self) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
-    """All the streams need of their session: its public face and the calls it hands over."""
+class Link(Protocol):
+    """All the streams need of their session: its public face and the calls it hands
+    over. The session implements it with one small forwarding object (a dataclass of
+    bound methods would cost every session half a kilobyte)."""
 
-    session: Facade
-    check_open: Callable[[], None]
-    """Raise unless the session is CONNECTED or DRAINING."""
-    closed_error: Callable[[], SessionClosedError]
-    send: ContractSend
-    """A post-accept message; :class:`SessionClosedError` once the session is over."""
-    send_raw: ContractSend
-    """The same without the session's checks; the server's ``OSError`` passes."""
-    emit: Callable[..., Awaitable[None]]
-    """``emit(event_type, **data)``: the session's events."""
-    has_handlers: Callable[[EventType], bool]
-    """Whether ``emit`` of that event would call anything: per-stream events are only
-    built (a coroutine and its arguments) for a session that listens to them."""
+    @property
+    def session(self) -> Facade: ...
+
+    def check_open(self) -> None:
+        """Raise unless the session is CONNECTED or DRAINING."""
+
+    def closed_error(self) -> SessionClosedError: ...
+
+    def send(self, message: SendMessage) -> Awaitable[None]:
+        """A post-accept message; :class:`SessionClosedError` once the session is over."""
+
+    def send_raw(self, message: SendMessage) -> Awaitable[None]:
+        """The same without the session's checks; the server's ``OSError`` passes."""
+
+    def emit(self, event_type: EventType, **data: Any) -> Awaitable[None]:
+        """The session's events."""
+
+    def has_handlers(self, event_type: EventType) -> bool:
+        """Whether ``emit`` of that event would call anything: per-stream events are only
+        built (a coroutine and its arguments) for a session that listens to them."""
 
 
 @dataclass(eq=False, slots=True)
@@ -125,7 +133,8 @@ class StreamSet:
         """Abandoned opens being reset; made by the first (an empty set is 216 bytes)."""
         self.consumed_mode = consumed_mode
         """The server returns receive credit on ``webtransport.stream.consumed`` (1.1)."""
-        self._reporter = ConsumedReporter(link.session, link.send_raw)
+        self._reporter: ConsumedReporter | None = None
+        """Made by the first report (consumed mode): an idle session holds none."""
 
     # --- what the reader asks ----------------------------------------------------------
 
@@ -169,7 +178,8 @@ class StreamSet:
 
     async def end(self) -> None:
         """The session ended: opens fail, streams abort, waiters wake."""
-        self._reporter.end()  # the server returns all credit of an ended session
+        if self._reporter is not None:
+            self._reporter.end()  # the server returns all credit of an ended session
         for pending in self.pending:
             if not pending.future.done():
                 pending.future.set_exception(self._link.closed_error())
@@ -273,7 +283,7 @@ class StreamSet:
         return self._session.close_reason
 
     async def send(self, message: SendMessage) -> None:
-        if self._reporter.has_due():
+        if self._reporter is not None and self._reporter.has_due():
             # Reports due ride with the app's own send: usually the reply to what it has
             # just read, so no other task has to wake for them (.reporter).
             await self._reporter.send_due()
@@ -305,16 +315,21 @@ class StreamSet:
 
     def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
         if self.consumed_mode and not self._session.is_closed:  # else the server returns it
-            self._reporter.consumed(stream._stream_id, size, flush=flush)
+            self._reporter_made().consumed(stream._stream_id, size, flush=flush)
 
     def unread(self, stream: _StreamBase, size: int) -> None:
         if self.consumed_mode:
-            self._reporter.unread(stream._stream_id, size)
+            self._reporter_made().unread(stream._stream_id, size)
 
     @property
     def reporter(self) -> asyncio.Task[None] | None:
         """The task that sends the reports no write carried, once one was needed."""
-        return self._reporter.task
+        return None if self._reporter is None else self._reporter.task
+
+    def _reporter_made(self) -> ConsumedReporter:
+        if self._reporter is None:
+            self._reporter = ConsumedReporter(self._link.session, self._link.send_raw)
+        return self._reporter
 
     # --- internals ----------------------------------------------------------------------
 

@@ -76,14 +76,17 @@ async def serve_streams(
         raise RuntimeError("serve_streams() needs an accepted session; call accept() first")
     handlers = _Handlers(session, on_stream, on_datagram)
     streams = session._stream_set
-    streams.serve_incoming(handlers.stream_arrived)
+    streams.serve_incoming(handlers)
     if on_datagram is not None:
         session.datagrams._when_arrived(handlers.datagram_arrived)
     try:
+        reader = session._read_here()  # this task reads, if the reader task has not started
+        if reader is not None:
+            await reader
         await session._closed_event.wait()
     finally:
         # Unless a later serve_streams() call on the session took them over.
-        if streams._on_incoming == handlers.stream_arrived:
+        if streams._on_incoming is handlers:
             streams.serve_incoming(None)
         if session.datagrams._on_arrival == handlers.datagram_arrived:
             session.datagrams._when_arrived(None)
@@ -114,9 +117,10 @@ class _Handlers:
         stream."""
         self.prune_at = _PRUNE_AT
 
-    def stream_arrived(self, stream: StreamType) -> None:
-        """Called by the session's reader as it admits the stream: the handler's task
-        starts there, with no consumer task in between."""
+    def __call__(self, stream: StreamType) -> None:
+        """A stream arrived: called by the session's reader as it admits the stream, so
+        the handler's task starts there, with no consumer task in between. The object is
+        the callback itself, where a bound method would cost every session 64 bytes."""
         name = f"webtransport-session-{self.session.session_id}-stream-{stream.stream_id}"
         self._start(_serve_stream(self.session, self.on_stream, stream), name)
 

@@ -416,10 +416,12 @@ class SessionChannel:
         "events",
         "final_queued",
         "finished",
-        "first_own",
+        "first_own_bidi",
+        "first_own_uni",
         "h3",
         "max_datagram_size",
-        "next_peer",
+        "next_peer_bidi",
+        "next_peer_uni",
         "peer_bit",
         "peer_credit",
         "pending_opens",
@@ -470,13 +472,11 @@ class SessionChannel:
         """Bit 0 of the stream ids the peer opens."""
         # Our ids below first_own are not WebTransport streams of this session (HTTP/3's
         # control and QPACK streams, earlier requests); peer ids at or above next_peer
-        # were never opened.
-        # Both indexed by ``unidirectional`` (a bool).
-        self.first_own = [
-            quic.get_next_available_stream_id(False),
-            quic.get_next_available_stream_id(True),
-        ]
-        self.next_peer = [self.peer_bit, 2 | self.peer_bit]
+        # were never opened. Per direction, in slots (two-item lists: 72 bytes each).
+        self.first_own_bidi = quic.get_next_available_stream_id(False)
+        self.first_own_uni = quic.get_next_available_stream_id(True)
+        self.next_peer_bidi = self.peer_bit
+        self.next_peer_uni = 2 | self.peer_bit
         self.final_queued: dict[int, None] = {}
         """Peer streams whose last event waits in the queue: they still hold stream credit."""
         # WebTransport-level credit (draft-07+): what we grant the peer, and what it grants us.
@@ -673,8 +673,11 @@ class SessionChannel:
         accepted; such a stream is never announced, and is remembered until the peer's
         reset or FIN so that its late data is recognised."""
         unidirectional = is_unidirectional(stream_id)
-        if stream_id >= self.next_peer[unidirectional]:
-            self.next_peer[unidirectional] = stream_id + 4
+        if unidirectional:
+            if stream_id >= self.next_peer_uni:
+                self.next_peer_uni = stream_id + 4
+        elif stream_id >= self.next_peer_bidi:
+            self.next_peer_bidi = stream_id + 4
         if self.role == "server" and not self.accepted:
             _refuse(self.quic, stream_id, WT_BUFFERED_STREAM_REJECTED)
             self.router.transmit_soon()
@@ -1002,12 +1005,13 @@ class SessionChannel:
         stream = self.streams.get(stream_id)
         if stream is not None:
             return stream
-        if stream_id == self.stream_id or (ours and stream_id < self.first_own[unidirectional]):
+        first_own = self.first_own_uni if unidirectional else self.first_own_bidi
+        if stream_id == self.stream_id or (ours and stream_id < first_own):
             raise ValueError(f"stream {stream_id} is not a WebTransport stream of this session")
         if ours:
             opened = stream_id < self.quic.get_next_available_stream_id(unidirectional)
         else:
-            opened = stream_id < self.next_peer[unidirectional]
+            opened = stream_id < (self.next_peer_uni if unidirectional else self.next_peer_bidi)
         if not opened:
             raise ValueError(f"stream {stream_id} was never opened")
         return None

@@ -18,6 +18,10 @@ MAX_SESSIONS = 100
 CONNECTs beyond it are reset with H3_REQUEST_REJECTED, as the draft says."""
 
 
+_SHARED_SETTINGS: dict[tuple[tuple[int, int], ...], dict[int, int]] = {}
+"""The SETTINGS dicts handed to aioquic, one per distinct content."""
+
+
 class WebTransportH3Connection(H3Connection):
     """Sends the SETTINGS every peer draft keys on, and remembers our bidirectional
     WebTransport streams.
@@ -46,7 +50,12 @@ class WebTransportH3Connection(H3Connection):
             settings.update(client_settings(self.limits))
         else:
             settings.update(server_settings(self.limits, max_sessions=self.max_sessions))
-        return settings
+        # aioquic keeps the dict for the connection's life and only reads it: connections
+        # with the same settings share one (over 500 bytes each, every connection).
+        key = tuple(settings.items())
+        if len(_SHARED_SETTINGS) >= 32 and key not in _SHARED_SETTINGS:
+            _SHARED_SETTINGS.clear()  # only a process that varies its limits gets here
+        return _SHARED_SETTINGS.setdefault(key, settings)
 
     def create_webtransport_stream(self, session_id: int, is_unidirectional: bool = False) -> int:
         """Open a stream, and for a bidirectional one remember that it is WebTransport.

@@ -111,7 +111,7 @@ class WebTransportQuicConnection(QuicConnection):
         """Peer streams whose last event waits for the application -> whether aioquic has
         discarded them since (one dict rather than two sets: 64 bytes, not 432, while
         empty)."""
-        self._credit_owed = [0, 0]  # indexed by ``unidirectional`` (a bool)
+        self._credit_owed: list[int] | None = None  # by ``unidirectional``; made when needed
         """Discarded streams of ``_unread`` (per direction) whose credit aioquic has
         already returned, to be withheld from the next streams it discards."""
         self.budget: ReceiveBudget | None = None
@@ -223,6 +223,8 @@ class WebTransportQuicConnection(QuicConnection):
             self._unread[stream_id] = False
         else:  # discarded before its last event was handled: aioquic already gave credit
             self._unread[stream_id] = True
+            if self._credit_owed is None:
+                self._credit_owed = [0, 0]
             self._credit_owed[is_unidirectional(stream_id)] += 1
 
     def release_stream(self, stream_id: int) -> bool:
@@ -230,9 +232,9 @@ class WebTransportQuicConnection(QuicConnection):
         when that credit is new now (rather than once aioquic discards the stream)."""
         if not self._unread.pop(stream_id):
             return False  # aioquic gives credit once it discards it
-        unidirectional = is_unidirectional(stream_id)
-        if self._credit_owed[unidirectional]:
-            self._credit_owed[unidirectional] -= 1  # never withheld, so nothing to give back
+        owed = self._credit_owed
+        if owed is not None and owed[is_unidirectional(stream_id)]:
+            owed[is_unidirectional(stream_id)] -= 1  # never withheld: nothing to give back
             return False
         stream_limit(self, stream_id).value += 1
         return True
@@ -242,11 +244,11 @@ class WebTransportQuicConnection(QuicConnection):
         application has not taken the stream's last event, or to pay back credit owed."""
         if stream_is_client_initiated(stream_id) == self.configuration.is_client:
             return
-        unidirectional = is_unidirectional(stream_id)
+        owed = self._credit_owed
         if self._unread.get(stream_id) is False:
             self._unread[stream_id] = True
-        elif self._credit_owed[unidirectional]:
-            self._credit_owed[unidirectional] -= 1
+        elif owed is not None and owed[is_unidirectional(stream_id)]:
+            owed[is_unidirectional(stream_id)] -= 1
         else:
             return
         stream_limit(self, stream_id).value -= 1

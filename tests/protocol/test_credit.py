@@ -201,7 +201,7 @@ def test_grants_never_shrink_credit() -> None:
     assert not credit.grant(MaxData(50))  # below the initial SETTINGS
     assert not credit.grant(MaxStreams(True, 5))
     assert credit.sendable(1000) == 100
-    assert credit.max_streams == [5, 5]  # indexed by ``unidirectional``
+    assert (credit.max_streams_bidi, credit.max_streams_uni) == (5, 5)
 
 
 def test_sending_or_opening_beyond_credit_is_a_caller_bug() -> None:

@@ -22,6 +22,7 @@ from starlette_webtransport.protocol.errors import (
     app_to_http3,
 )
 from starlette_webtransport.protocol.settings import FlowControlLimits
+from starlette_webtransport.protocol.state import SessionProtocol
 from starlette_webtransport.server import h3 as server_h3
 from starlette_webtransport.server.serve import ServerState
 
@@ -71,7 +72,7 @@ async def test_the_server_waits_for_the_clients_stream_and_data_credit(
     pin = [server.certificate_sha256]
     async with connect(url(server, "/push"), certificate_hashes=pin, credit=SMALL) as s:
         channel = only_session(server)
-        assert channel.peer_credit.max_streams[True] == 2
+        assert channel.peer_credit.max_streams(unidirectional=True) == 2
         received = []
         async with asyncio.timeout(20):
             async for stream in s.incoming_streams():
@@ -80,7 +81,7 @@ async def test_the_server_waits_for_the_clients_stream_and_data_credit(
                     break
         assert sorted(received) == [bytes([i]) * SIZE for i in range(STREAMS)]
         peer = channel.peer_credit
-        assert peer.streams_opened[True] == STREAMS <= peer.max_streams[True]
+        assert peer.streams_opened(unidirectional=True) == STREAMS <= peer.max_streams_uni
         assert peer.data_sent == STREAMS * SIZE <= peer.max_data
         # No open waits. (Whether the client's last grant stopped at exactly 10 streams,
         # which would make an 11th open wait, depends on when its renewals went out.)
@@ -111,13 +112,17 @@ async def test_the_client_waits_for_the_servers_stream_and_data_credit(
     app.handlers["/sink"] = sink
     async with connect(url(server, "/sink"), certificate_hashes=[server.certificate_sha256]) as s:
         channel = only_session(server)
-        original = channel.protocol.receive_data
 
-        def record(data: bytes, end_stream: bool = False) -> Any:
-            seen.extend(capsules.feed(data))
-            return original(data, end_stream)
+        class Recording(SessionProtocol):
+            """The server's protocol object, also noting every capsule it is fed."""
 
-        channel.protocol.receive_data = record  # type: ignore[method-assign]
+            __slots__ = ()
+
+            def receive_data(self, data: bytes, end_stream: bool = False) -> Any:
+                seen.extend(capsules.feed(data))
+                return super().receive_data(data, end_stream)
+
+        channel.protocol.__class__ = Recording  # slotted, so no per-instance override
 
         async def write(i: int) -> None:
             stream = await s.create_unidirectional_stream()
@@ -128,7 +133,7 @@ async def test_the_client_waits_for_the_servers_stream_and_data_credit(
             while sum(map(len, received.values())) < STREAMS * SIZE:
                 await asyncio.sleep(0.01)
         assert sorted(map(bytes, received.values())) == [bytes([i]) * SIZE for i in range(STREAMS)]
-        assert channel.credit.streams_opened[True] == STREAMS
+        assert channel.credit.streams_opened(unidirectional=True) == STREAMS
         assert channel.credit.data_received == STREAMS * SIZE
         assert any(isinstance(c, StreamsBlocked) and not c.bidirectional for c in seen)
         assert any(isinstance(c, DataBlocked) for c in seen)

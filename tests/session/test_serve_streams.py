@@ -254,3 +254,82 @@ async def test_the_test_client_treats_a_group_of_session_ends_as_a_return() -> N
         async with asyncio.timeout(TIMEOUT):
             while len(reading) < 2:
                 await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("suspend_first", [False, True])
+async def test_serve_streams_reads_in_its_task_or_beside_a_started_reader(
+    suspend_first: bool,
+) -> None:
+    """Called right after ``accept()``, ``serve_streams`` is the session's reader (no
+    reader task); called after the reader task started, it leaves reading to it. Either
+    way streams are served, and a handler's ``close()`` makes ``serve_streams`` return."""
+    sessions: list[WebTransportSession] = []
+    returned = asyncio.Event()
+
+    async def handler(stream: StreamType) -> None:
+        assert isinstance(stream, WebTransportStream)
+        data = await stream.read()
+        if data == b"bye":
+            await sessions[0].close(code=4002, reason="done")
+            return
+        await stream.write(data, end_stream=True)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        session = WebTransportSession(scope, receive, send)
+        sessions.append(session)
+        await session.accept()
+        if suspend_first:
+            await asyncio.sleep(0.05)  # the reader task starts meanwhile
+        await serve_streams(session, handler)
+        returned.set()
+
+    async with WebTransportTestClient(app).connect("/") as session:
+        async with asyncio.timeout(TIMEOUT):
+            for payload in (b"one", b"two"):
+                stream = await session.create_bidirectional_stream()
+                await stream.write(payload, end_stream=True)
+                assert await stream.read() == payload
+            assert (sessions[0]._reader is not None) is suspend_first
+            assert sessions[0]._reader_running()
+            stream = await session.create_bidirectional_stream()
+            await stream.write(b"bye", end_stream=True)
+            await session.wait_closed()
+            await returned.wait()
+    assert (session.close_code, session.close_reason) == (4002, "done")
+
+
+async def test_a_cancelled_serve_streams_ends_its_handlers_before_it_raises() -> None:
+    """As a task group would: cancelling the caller cancels the handlers, and the call
+    raises ``CancelledError`` only once they have ended."""
+    events: list[str] = []
+    serving: list[asyncio.Task[None]] = []
+
+    async def handler(stream: StreamType) -> None:
+        events.append("started")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # a handler that takes a moment to wind down
+            events.append("handler ended")
+            raise
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        session = WebTransportSession(scope, receive, send)
+        await session.accept()
+        task = asyncio.create_task(serve_streams(session, handler))
+        serving.append(task)
+        try:
+            await task
+        except asyncio.CancelledError:
+            events.append("serve_streams raised")
+        await session.close()
+
+    async with WebTransportTestClient(app).connect("/") as session:
+        async with asyncio.timeout(TIMEOUT):
+            stream = await session.create_bidirectional_stream()
+            await stream.write(b"hello")
+            while not events:
+                await asyncio.sleep(0.01)
+            serving[0].cancel()
+            await session.wait_closed()
+    assert events == ["started", "handler ended", "serve_streams raised"]
