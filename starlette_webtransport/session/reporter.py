@@ -32,7 +32,7 @@ class Session(Protocol):
 class ConsumedReporter:
     """The reports of one session and the task that sends those no write carried."""
 
-    __slots__ = ("_counts", "_due", "_kick_scheduled", "_send", "_session", "task")
+    __slots__ = ("_counts", "_due", "_kick_scheduled", "_send", "_session", "holding", "task")
 
     def __init__(self, session: Session, send: Callable[[SendMessage], Awaitable[None]]) -> None:
         self._session = session
@@ -41,13 +41,22 @@ class ConsumedReporter:
         self._counts = ConsumedCounts(constants.CONSUMED_REPORT_BYTES)
         self._due = Signal()
         self._kick_scheduled = False
+        self.holding = False
+        """Set while a handler's first step runs inside the reader's turn (see
+        :meth:`~.streamset.StreamSet.announce`): that code decides about the kick."""
         self.task: asyncio.Task[None] | None = None
 
     def consumed(self, stream_id: int, size: int, *, flush: bool) -> None:
         """The app read or dropped ``size`` bytes of the stream; ``flush``: report now."""
         counts = self._counts
         due = counts.taken(stream_id, size) if size else False
-        if ((flush and counts.flush(stream_id)) or due) and not self._kick_scheduled:
+        if ((flush and counts.flush(stream_id)) or due) and not self.holding:
+            self.kick_soon()
+
+    def kick_soon(self) -> None:
+        """Look for reports that no send carried one callback from now (:meth:`_kick`);
+        one look serves every report that becomes due before it."""
+        if not self._kick_scheduled:
             self._kick_scheduled = True
             asyncio.get_running_loop().call_soon(self._kick)
 

@@ -493,8 +493,10 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
                 message = await self._receive()
                 if self._state is SessionState.CLOSING and self._reading_here:
                     return  # close() began: it could not cancel this reader, so it stops
-                for effect in self._stream_set.receive(message):
+                stream_set = self._stream_set
+                for effect in stream_set.receive(message):
                     await self._apply(effect)
+                stream_set.announce()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

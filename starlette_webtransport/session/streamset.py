@@ -29,6 +29,7 @@ from .exceptions import (
 )
 from .reporter import ConsumedReporter
 from .signal import Signal
+from .state import StreamState
 from .stream import (
     StreamType,
     WebTransportReceiveStream,
@@ -104,6 +105,7 @@ class StreamSet:
         "_on_incoming",
         "_reporter",
         "_session",
+        "_unannounced",
         "config",
         "consumed_mode",
         "demux",
@@ -129,6 +131,8 @@ class StreamSet:
         self.demux = fx.Demux(local_bit=local_bit)
         self._incoming_changed = Signal()
         self._on_incoming: Callable[[StreamType], object] | None = None
+        self._unannounced: StreamType | None = None
+        """A new peer stream for ``_on_incoming``, until its first data is in it."""
         self._background: set[asyncio.Task[None]] | None = None
         """Abandoned opens being reset; made by the first (an empty set is 216 bytes)."""
         self.consumed_mode = consumed_mode
@@ -376,12 +380,44 @@ class StreamSet:
             stream = WebTransportReceiveStream(self, stream_id)
         self._register(stream)
         if self._on_incoming is not None:
-            self._on_incoming(stream)
+            self._unannounced = stream  # handed over by announce(), with its first data
         else:
             self.incoming.append(stream)
             self._incoming_changed.set()
         if self._link.has_handlers(EventType.STREAM_OPENED):
             await self._link.emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
+
+    def announce(self) -> None:
+        """Hand the stream the last message opened to the ``serve_incoming`` handler,
+        now that the message's data is in it (the reader calls this after each message):
+        a handler that starts at once (an eager task, Python 3.12+) finds its request
+        there and can answer within the same loop turn."""
+        stream = self._unannounced
+        if stream is None:
+            return
+        self._unannounced = None
+        on_incoming = self._on_incoming
+        if on_incoming is None:
+            self.incoming.append(stream)
+            self._incoming_changed.set()
+            return
+        if not self.consumed_mode:
+            on_incoming(stream)
+            return
+        # The handler will read what just arrived, which makes a consumed report due;
+        # its answer usually carries it. The look for reports no send carried is made
+        # one callback from now, right behind the handler's first step (a task's step
+        # scheduled now runs before it), instead of a callback its read would add in a
+        # loop turn of its own. A handler that ran to its end here (an eager task) and
+        # left nothing due needs no look at all.
+        reporter = self._reporter_made()
+        reporter.holding = True
+        try:
+            on_incoming(stream)
+        finally:
+            reporter.holding = False
+        if reporter.has_due() or stream.state is not StreamState.CLOSED:
+            reporter.kick_soon()
 
     async def _refuse(self, stream_id: int, bidirectional: bool) -> None:
         self._diagnostics.streams_refused += 1

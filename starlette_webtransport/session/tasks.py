@@ -39,6 +39,12 @@ DatagramHandler = Callable[[bytes], Awaitable[object] | None]
 _PRUNE_AT = 64
 """Finished handler tasks ``serve_streams`` may hold on to before it drops them."""
 
+_eager_task: Callable[..., asyncio.Task[None]] | None = getattr(asyncio, "eager_task_factory", None)
+"""Python 3.12+: a handler's task runs its first step at once, inside the reader's turn,
+so a stream whose request is all there (a small request/response) is answered without a
+loop turn of its own; it becomes an ordinary task at its first wait. Before 3.12 a task
+starts in the next turn."""
+
 _QUIET = (StreamResetError, StreamStoppedError, SessionEnd)
 """What ends a handler without a log line: the peer gave the stream up, or the session
 ended. Neither is the app's fault, and both happen in every healthy deployment."""
@@ -155,7 +161,13 @@ class _Handlers:
         elif len(tasks) >= self.prune_at:
             tasks[:] = [task for task in tasks if not task.done()]
             self.prune_at = max(_PRUNE_AT, 2 * len(tasks))
-        tasks.append(asyncio.get_running_loop().create_task(coroutine, name=name))
+        loop = asyncio.get_running_loop()
+        if _eager_task is None:
+            tasks.append(loop.create_task(coroutine, name=name))
+            return
+        task = _eager_task(loop, coroutine, name=name)
+        if not task.done():  # else it answered within this loop turn: nothing to track
+            tasks.append(task)
 
 
 async def _serve_stream(
