@@ -157,7 +157,7 @@ class Diagnostics:
         self._slow_writes = 0
         self._max_write_wait = 0.0
         self._max_write_wait_stream: int | None = None
-        self._protocol_error_log: list[str] = []
+        self._protocol_error_log: tuple[str, ...] = ()  # the last ten; () costs nothing
         self._paused_on: _StreamBase | None = None
         self._paused_since: float | None = None
 
@@ -189,7 +189,7 @@ class Diagnostics:
 
     def record_protocol_error(self, message: str) -> None:
         self.stats.protocol_errors += 1
-        self._protocol_error_log = [*self._protocol_error_log[-9:], message]
+        self._protocol_error_log = (*self._protocol_error_log[-9:], message)
         logger.warning("session %s: ASGI contract violation: %s", self._session.session_id, message)
 
     def record_pause(self, stream: _StreamBase | None) -> None:

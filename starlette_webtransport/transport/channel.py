@@ -451,7 +451,7 @@ class SessionChannel:
         self.stream_id = stream_id
         self.draft = draft
         self.role = role
-        self.subprotocols = list(subprotocols)
+        self.subprotocols = tuple(subprotocols)  # () when none were offered: no allocation
         """What the client offered in ``wt-available-protocols`` (a server's concern)."""
         self.protocol = SessionProtocol()
         self.streams: dict[int, _Stream] = {}
