@@ -503,7 +503,12 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
             logger.exception("session %s: the ASGI receive channel failed", self.session_id)
             await self._finish(None, repr(exc), by="error", cause="error")
         finally:
-            self._reading_here = False
+            if self._reading_here:
+                self._reading_here = False
+                if self._state in _OPEN_STATES:
+                    # serve_streams() was cancelled (a timeout around it, say) and the
+                    # session goes on: it needs a reader of its own from now on.
+                    self._start_reader()
 
     async def _apply(self, effect: fx.Effect) -> None:
         """Do what :class:`~.demux.Demux` found a received message means."""

@@ -333,3 +333,35 @@ async def test_a_cancelled_serve_streams_ends_its_handlers_before_it_raises() ->
             serving[0].cancel()
             await session.wait_closed()
     assert events == ["started", "handler ended", "serve_streams raised"]
+
+
+async def test_a_session_outlives_a_cancelled_serve_streams() -> None:
+    """``serve_streams`` reads the session in its caller's task; cancelled (here by a
+    timeout around it) while the session is open, it leaves the session a reader task, so
+    the app can go on using the session."""
+    served: list[bytes] = []
+
+    async def handler(stream: StreamType) -> None:
+        served.append(await stream.read())
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        session = WebTransportSession(scope, receive, send)
+        await session.accept()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await serve_streams(session, handler)
+        stream = await session.accept_bidirectional_stream(timeout=TIMEOUT)
+        await stream.write(await stream.read(), end_stream=True)
+        await session.wait_closed()
+
+    async with WebTransportTestClient(app).connect("/") as session:
+        async with asyncio.timeout(TIMEOUT):
+            first = await session.create_bidirectional_stream()
+            await first.write(b"served", end_stream=True)
+            while not served:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)  # serve_streams has timed out by now
+            second = await session.create_bidirectional_stream()
+            await second.write(b"after", end_stream=True)
+            assert await second.read() == b"after"
+    assert served == [b"served"]
