@@ -13,7 +13,6 @@ from .channel import (
     STREAM_HIGH_WATER,
     Role,
     SessionChannel,
-    SessionRouter,
 )
 from .h3 import MAX_SESSIONS, WT_CREDIT, WebTransportH3Connection
 from .quic import (
@@ -25,6 +24,7 @@ from .quic import (
     max_datagram_size,
     quic_configuration,
 )
+from .router import SessionRouter
 
 __all__ = [
     "CONNECTION_WINDOW",
