@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, TypeVar, cast
 
 from ..asgi import (
@@ -37,7 +37,6 @@ from ..asgi import (
 )
 from ..protocol.errors import check_close
 from . import constants
-from . import demux as fx
 from .config import SessionConfig
 from .datagram import WebTransportDatagramTransport
 from .diagnostics import Diagnostics, SessionStats
@@ -46,9 +45,10 @@ from .exceptions import (
     SessionClosedError,
     WebTransportTimeoutError,
 )
+from .reader import SessionLink, SessionReader
 from .scope import ASGIChannel, ConnectionInfo, ScopeView, _negotiated_protocol
 from .signal import Signal
-from .state import SessionState
+from .state import OPEN_STATES, SessionState
 from .stream import (
     StreamType,
     WebTransportReceiveStream,
@@ -64,12 +64,11 @@ T = TypeVar("T")
 
 logger = logging.getLogger("starlette_webtransport.session")
 
-_OPEN_STATES = (SessionState.CONNECTED, SessionState.DRAINING)
 _DEFAULT_CONFIG = SessionConfig()
 """Frozen, so every session without a config of its own shares one."""
 
 
-class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
+class WebTransportSession(ScopeView, StructuredFactories, EventEmitter, SessionReader):
     """A WebTransport session, server or client role, built from an ASGI scope.
 
     Server role: ``await session.accept()`` (or ``reject()``), then use streams and
@@ -93,11 +92,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         self._state = SessionState.CONNECTING
         self._connect_received = False
         self._protocol = None if self._role == "server" else _negotiated_protocol(scope)
-        self._reader: asyncio.Task[None] | None = None
-        self._reader_start: asyncio.Handle | None = None
-        """The reader task starts one loop turn after ``accept()``: ``serve_streams``
-        called before then reads in its own task instead (see :meth:`_read_here`)."""
-        self._reading_here = False
+        self._init_reader()
         self._ready_event = Signal()
         self._closed_event = Signal()
         self._close_code: int | None = None
@@ -110,7 +105,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         )
         self._stats = self._diagnostics.stats
         self._stream_set = StreamSet(
-            _SessionLink(self),
+            SessionLink(self),
             self._diagnostics,
             local_bit=1 if self._role == "server" else 0,
             consumed_mode=bool(extension.get("consumed", False)),
@@ -142,7 +137,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
 
     @property
     def is_ready(self) -> bool:
-        return self._state in _OPEN_STATES
+        return self._state in OPEN_STATES
 
     @property
     def session_id(self) -> str:
@@ -226,7 +221,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         """Start the session's reader. Client role: the session was established by the
         client, and this makes it CONNECTED. Server role: ``accept()`` does it, so this is
         a no-op afterwards and an error before."""
-        if self._state in _OPEN_STATES:
+        if self._state in OPEN_STATES:
             return
         if self._state is not SessionState.CONNECTING:
             raise self._closed_error()
@@ -388,44 +383,6 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         self._ready_event.set()
         await self._emit(EventType.SESSION_READY)
 
-    def _start_reader(self) -> None:
-        self._reader_start = None
-        if self._state in _OPEN_STATES:
-            self._reader = asyncio.create_task(
-                self._read_loop(), name=f"webtransport-session-{self.session_id}"
-            )
-
-    def _read_here(self) -> Coroutine[Any, Any, None] | None:
-        """The reader's loop, to run in the calling task, if the reader task has not
-        started yet; None if it has. ``serve_streams`` awaits it right after ``accept()``:
-        its task has nothing else to do until the session ends, and a reader task of its
-        own would cost every idle session a task and its frames (close to a kilobyte).
-        A plain method, so that no frame of its own is held while the loop runs.
-
-        The loop returns when the session is closed, or once ``close()`` has begun (it
-        takes nothing more then, as a cancelled reader task would not).
-        """
-        if self._reader_start is None:
-            return None
-        self._reader_start.cancel()
-        self._reader_start = None
-        self._reading_here = True
-        return self._read_loop()
-
-    async def _stop_reader(self) -> None:
-        if self._reader_start is not None:
-            self._reader_start.cancel()
-            self._reader_start = None
-        tasks = {
-            task
-            for task in (self._reader, self._stream_set.reporter)
-            if task is not None and not task.done() and task is not asyncio.current_task()
-        }
-        for task in tasks:  # both before any wait: the reader must take nothing more
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-
     async def _finish(
         self, code: int | None, reason: str, *, by: str, cause: str | None = None
     ) -> None:
@@ -444,13 +401,6 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         await self._stream_set.end()
         await self._emit(EventType.SESSION_CLOSED, code=code, reason=reason, by=by)
 
-    def _reader_running(self) -> bool:
-        return (
-            self._reading_here
-            or self._reader_start is not None
-            or (self._reader is not None and not self._reader.done())
-        )
-
     async def _emit_health(self, issues: list[str]) -> None:
         await self._emit(EventType.SESSION_HEALTH, issues=issues)
 
@@ -465,7 +415,7 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
         )
 
     def _check_open(self) -> None:
-        if self._state in _OPEN_STATES:
+        if self._state in OPEN_STATES:
             return
         if self._state is SessionState.CONNECTING:
             start = "accept()" if self._role == "server" else "initialize()"
@@ -484,77 +434,3 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter):
     async def _emit(self, event_type: EventType, **data: Any) -> None:
         if self._has_handlers(event_type):
             await self._dispatch(Event(event_type, self, data))
-
-    # --- internals: the reader -----------------------------------------------------------
-
-    async def _read_loop(self) -> None:
-        try:
-            while self._state is not SessionState.CLOSED:
-                message = await self._receive()
-                if self._state is SessionState.CLOSING and self._reading_here:
-                    return  # close() began: it could not cancel this reader, so it stops
-                stream_set = self._stream_set
-                for effect in stream_set.receive(message):
-                    await self._apply(effect)
-                stream_set.announce()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.exception("session %s: the ASGI receive channel failed", self.session_id)
-            await self._finish(None, repr(exc), by="error", cause="error")
-        finally:
-            if self._reading_here:
-                self._reading_here = False
-                if self._state in _OPEN_STATES:
-                    # serve_streams() was cancelled (a timeout around it, say) and the
-                    # session goes on: it needs a reader of its own from now on.
-                    self._start_reader()
-
-    async def _apply(self, effect: fx.Effect) -> None:
-        """Do what :class:`~.demux.Demux` found a received message means."""
-        if isinstance(effect, fx.Datagram):
-            self._stats.datagrams_received += 1
-            self._diagnostics.datagram_bytes_received += len(effect.data)
-            dropped = self._datagrams._deliver(effect.data)
-            if self._handlers:  # no coroutine per datagram for a session without handlers
-                await self._emit(EventType.DATAGRAM_RECEIVED, size=len(effect.data))
-            if dropped is not None:
-                await self._emit(EventType.DATAGRAM_DROPPED, size=len(dropped))
-        elif isinstance(effect, fx.Drain):
-            if self._state is SessionState.CONNECTED:
-                self._state = SessionState.DRAINING
-                await self._emit(EventType.SESSION_DRAINING)
-        elif isinstance(effect, fx.Disconnect):
-            await self._finish(effect.code, effect.reason, by="peer", cause=effect.cause)
-        elif isinstance(effect, fx.Violation):
-            self._diagnostics.record_protocol_error(effect.text)
-        else:
-            await self._stream_set.apply(effect)
-
-
-class _SessionLink:
-    """What the session's streams may call of it (:class:`~.streamset.Link`): plain
-    methods that return the session's awaitables, so no frame is added to a call."""
-
-    __slots__ = ("session",)
-
-    def __init__(self, session: WebTransportSession) -> None:
-        self.session = session
-
-    def check_open(self) -> None:
-        self.session._check_open()
-
-    def closed_error(self) -> SessionClosedError:
-        return self.session._closed_error()
-
-    def send(self, message: SendMessage) -> Awaitable[None]:
-        return self.session._send_stream_message(message)
-
-    def send_raw(self, message: SendMessage) -> Awaitable[None]:
-        return self.session._send(message)
-
-    def emit(self, event_type: EventType, **data: Any) -> Awaitable[None]:
-        return self.session._emit(event_type, **data)
-
-    def has_handlers(self, event_type: EventType) -> bool:
-        return self.session._has_handlers(event_type)

@@ -14,7 +14,10 @@ from enum import StrEnum
 
 from ..protocol.state import SessionState
 
-__all__ = ["SessionState", "Side", "StreamDirection", "StreamState"]
+__all__ = ["OPEN_STATES", "SessionState", "Side", "StreamDirection", "StreamState"]
+
+OPEN_STATES = (SessionState.CONNECTED, SessionState.DRAINING)
+"""The states in which a session carries streams and datagrams."""
 
 
 class StreamDirection(StrEnum):
