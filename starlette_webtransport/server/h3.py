@@ -351,10 +351,7 @@ class WebTransportH3Protocol(H3Protocol):
 
     def _start_session(self, event: HeadersReceived) -> None:
         stream_id = event.stream_id
-        awaiting = self.router.awaiting
-        awaiting.pop(stream_id, None)
-        if not awaiting:
-            self.router.awaiting = {}  # an emptied dict keeps its table: 160 bytes
+        self.router.connect_answered(stream_id)
         settings = self.connection.received_settings or {}
         draft = negotiate_draft(settings)
         draining = self.server_state is not None and self.server_state.draining

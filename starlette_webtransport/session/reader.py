@@ -81,15 +81,17 @@ class SessionReader:
         """
         if self._reader_start is None:
             return None
-        self._reader_start.cancel()
-        self._reader_start = None
+        self._cancel_reader_start()
         self._reading_here = True
         return self._read_loop()
 
-    async def _stop_reader(self) -> None:
+    def _cancel_reader_start(self) -> None:
         if self._reader_start is not None:
             self._reader_start.cancel()
             self._reader_start = None
+
+    async def _stop_reader(self) -> None:
+        self._cancel_reader_start()
         tasks = {
             task
             for task in (self._reader, self._stream_set.reporter)

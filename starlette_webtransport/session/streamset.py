@@ -382,8 +382,7 @@ class StreamSet:
         if self._on_incoming is not None:
             self._unannounced = stream  # handed over by announce(), with its first data
         else:
-            self.incoming.append(stream)
-            self._incoming_changed.set()
+            self._queue_incoming(stream)
         if self._link.has_handlers(EventType.STREAM_OPENED):
             await self._link.emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
 
@@ -397,9 +396,8 @@ class StreamSet:
             return
         self._unannounced = None
         on_incoming = self._on_incoming
-        if on_incoming is None:
-            self.incoming.append(stream)
-            self._incoming_changed.set()
+        if on_incoming is None:  # serve_streams() returned meanwhile
+            self._queue_incoming(stream)
             return
         if not self.consumed_mode:
             on_incoming(stream)
@@ -418,6 +416,11 @@ class StreamSet:
             reporter.holding = False
         if reporter.has_due() or stream.state is not StreamState.CLOSED:
             reporter.kick_soon()
+
+    def _queue_incoming(self, stream: StreamType) -> None:
+        """For ``accept_*_stream()`` and ``incoming_streams()``."""
+        self.incoming.append(stream)
+        self._incoming_changed.set()
 
     async def _refuse(self, stream_id: int, bidirectional: bool) -> None:
         self._diagnostics.streams_refused += 1

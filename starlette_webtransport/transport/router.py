@@ -313,9 +313,16 @@ class SessionRouter:
         for data in held.datagrams:
             channel.datagram(data)
 
+    def connect_answered(self, session_id: int) -> None:
+        """The CONNECT's session is made (or will not be): it awaits nothing more."""
+        awaiting = self.awaiting
+        awaiting.pop(session_id, None)
+        if not awaiting:
+            self.awaiting = {}  # an emptied dict keeps its table: 160 bytes per connection
+
     def session_ended(self, session_id: int) -> None:
         """The session will not open (rejected, closed, timed out): refuse its streams."""
-        self.awaiting.pop(session_id, None)
+        self.connect_answered(session_id)
         held = self._release_held(session_id)
         if held is None or self.closed:
             return
