@@ -24,8 +24,8 @@ class ConsumedCounts:
 
     __slots__ = (
         "_counts",
-        "_due",
         "batch",
+        "due_ids",
     )
 
     def __init__(self, batch: int) -> None:
@@ -33,16 +33,17 @@ class ConsumedCounts:
             raise ValueError(f"the report batch must be at least one byte, got {batch}")
         self.batch = batch
         self._counts: dict[int, int] = {}
-        self._due: dict[int, None] = {}
-        """Streams whose report is due, in the order they became due."""
+        self.due_ids: dict[int, None] = {}
+        """Streams whose report is due, in the order they became due (read it, never
+        change it: the same dict for the counts' whole life)."""
 
     def taken(self, stream_id: int, size: int) -> bool:
         """The app read ``size`` bytes of the stream (or dropped them); True when its
         report became due."""
         count = self._counts.get(stream_id, 0) + size
         self._set(stream_id, count)
-        if count >= self.batch and stream_id not in self._due:
-            self._due[stream_id] = None
+        if count >= self.batch and stream_id not in self.due_ids:
+            self.due_ids[stream_id] = None
             return True
         return False
 
@@ -52,19 +53,19 @@ class ConsumedCounts:
 
     def flush(self, stream_id: int) -> bool:
         """Report what the stream has, whatever the batch; True when that is new work."""
-        if self._counts.get(stream_id, 0) > 0 and stream_id not in self._due:
-            self._due[stream_id] = None
+        if self._counts.get(stream_id, 0) > 0 and stream_id not in self.due_ids:
+            self.due_ids[stream_id] = None
             return True
         return False
 
     def has_due(self) -> bool:
-        return bool(self._due)
+        return bool(self.due_ids)
 
     def pop_due(self) -> tuple[int, int] | None:
         """The next report to send, ``(stream id, bytes)``, counted as sent; ``None``
         when none is due. One at a time, so that a report that could not be sent is
         the only one to :meth:`requeue`."""
-        due = self._due
+        due = self.due_ids
         while due:
             stream_id = next(iter(due))
             del due[stream_id]
@@ -84,7 +85,7 @@ class ConsumedCounts:
     def requeue(self, stream_id: int, size: int) -> None:
         """A report from :meth:`pop_due` was not sent: its bytes are due again."""
         self._set(stream_id, self._counts.get(stream_id, 0) + size)
-        self._due[stream_id] = None
+        self.due_ids[stream_id] = None
 
     def pending(self, stream_id: int) -> int:
         """Bytes of the stream read and not reported yet (diagnostics, tests)."""
@@ -93,7 +94,7 @@ class ConsumedCounts:
     def clear(self) -> None:
         """The session ended: the server returns all credit by itself."""
         self._counts.clear()
-        self._due.clear()
+        self.due_ids.clear()
 
     def _set(self, stream_id: int, count: int) -> None:
         if count:

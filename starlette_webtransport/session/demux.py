@@ -30,7 +30,7 @@ class Sides(Protocol):
     def send_side(self) -> Side | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewStream:
     """A peer stream to admit: make it, queue it for the app, then apply its :class:`Data`."""
 
@@ -38,7 +38,7 @@ class NewStream:
     bidirectional: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refuse:
     """A peer stream over the session's limits: stop (and reset) it unseen."""
 
@@ -46,7 +46,7 @@ class Refuse:
     bidirectional: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Data:
     """Payload (and maybe the FIN) for a stream whose receiving side is open."""
 
@@ -55,7 +55,7 @@ class Data:
     end_stream: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Opened:
     """The reply to the oldest pending open, matching it."""
 
@@ -63,43 +63,43 @@ class Opened:
     bidirectional: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OpenFailed:
     """A reply that does not match the oldest pending open: that open fails."""
 
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PeerReset:
     stream_id: int
     code: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PeerStopped:
     stream_id: int
     code: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Datagram:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Drain:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Disconnect:
     code: int
     reason: str
     cause: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Violation:
     """The server broke the contract: log and count it, and go on."""
 

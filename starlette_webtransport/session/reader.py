@@ -134,7 +134,9 @@ class SessionReader:
 
     async def _apply(self, effect: fx.Effect) -> None:
         """Do what :class:`~.demux.Demux` found a received message means."""
-        if isinstance(effect, fx.Datagram):
+        if type(effect) is fx.Data:  # by far the most frequent: no isinstance chain
+            await self._stream_set.on_data(effect)
+        elif isinstance(effect, fx.Datagram):
             self._stats.datagrams_received += 1
             self._diagnostics.datagram_bytes_received += len(effect.data)
             dropped = self._datagrams._deliver(effect.data)
@@ -178,5 +180,6 @@ class SessionLink:
     def emit(self, event_type: EventType, **data: Any) -> Awaitable[None]:
         return self.session._emit(event_type, **data)
 
-    def has_handlers(self, event_type: EventType) -> bool:
-        return self.session._has_handlers(event_type)
+    @property
+    def handlers(self) -> dict[EventType, list[EventHandler]]:
+        return self.session._handlers

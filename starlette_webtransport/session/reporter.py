@@ -11,7 +11,7 @@ never has one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from . import constants
@@ -32,13 +32,25 @@ class Session(Protocol):
 class ConsumedReporter:
     """The reports of one session and the task that sends those no write carried."""
 
-    __slots__ = ("_counts", "_due", "_kick_scheduled", "_send", "_session", "holding", "task")
+    __slots__ = (
+        "_counts",
+        "_due",
+        "_kick_scheduled",
+        "_send",
+        "_session",
+        "due",
+        "holding",
+        "task",
+    )
 
     def __init__(self, session: Session, send: Callable[[SendMessage], Awaitable[None]]) -> None:
         self._session = session
         self._send = send
         """The session's raw send: the server's ``OSError`` means the session is over."""
         self._counts = ConsumedCounts(constants.CONSUMED_REPORT_BYTES)
+        self.due: Mapping[int, None] = self._counts.due_ids
+        """Non-empty while a report is due: what every send of the session looks at
+        before it goes, so an attribute rather than a call."""
         self._due = Signal()
         self._kick_scheduled = False
         self.holding = False

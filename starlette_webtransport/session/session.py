@@ -425,7 +425,8 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter, SessionR
     async def _send_stream_message(self, message: SendMessage) -> None:
         """Send a post-accept message; a server that says the session is gone (OSError)
         becomes :class:`SessionClosedError`."""
-        self._check_open()
+        if self._state not in OPEN_STATES:
+            self._check_open()
         try:
             await self._send(message)
         except OSError as exc:

@@ -98,7 +98,9 @@ class _StreamBase:
         # receiving side
         self._buffer = bytearray()
         self._reset_code: int | None = None
-        self._readable = Signal()
+        self._readable: Signal | None = None
+        """Made by the first read that has to wait: most streams' data is in before the
+        app reads, and then no one ever waits on it."""
         self._over = False
         """More than ``stream_buffer_size`` unread bytes (a 1.0 server's reader pauses)."""
         self._space: Signal | None = None
@@ -164,11 +166,19 @@ class _StreamBase:
     # --- hooks for the session ----------------------------------------------------------
 
     def _state_changed(self) -> bool:
-        """Note the time the first side ended; True once both are done."""
-        state = self.state
-        if state is not StreamState.OPEN and self._half_closed_at is None:
+        """Note the time the first side ended; True once both are done. (What ``state``
+        says, without building it: this runs on every stream's every side change.)"""
+        recv, send = self._recv, self._send
+        if self._half_closed_at is None and (
+            (recv is not Side.OPEN and recv is not None)
+            or (send is not Side.OPEN and send is not None)
+        ):
             self._half_closed_at = time.monotonic()
-        return state is StreamState.CLOSED
+        return self._both_done()
+
+    def _both_done(self) -> bool:
+        """``state is StreamState.CLOSED``, cheaply (a side that does not exist is done)."""
+        return self._recv is not Side.OPEN and self._send is not Side.OPEN
 
     async def _wait_for_space(self) -> None:
         """Until the app read the buffer below ``stream_buffer_size`` (1.0 servers)."""
@@ -187,20 +197,27 @@ class _StreamBase:
             space.set()
 
     def _feed(self, data: bytes, end_stream: bool) -> None:
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
         self._bytes_received += len(data)
         if end_stream:
             self._recv = Side.FINISHED
-            self._report_if_read_out()
-        self._readable.set()
-        if len(self._buffer) > self._owner.config.stream_buffer_size:
+            if not buffer:
+                self._report_if_read_out()
+        self._wake_reader()
+        if len(buffer) > self._owner.config.stream_buffer_size:
             self._over = True
+
+    def _wake_reader(self) -> None:
+        readable = self._readable
+        if readable is not None:
+            readable.set()
 
     def _peer_reset(self, code: int | None) -> None:
         self._recv = Side.RESET
         self._reset_code = code
         self._report_if_read_out()
-        self._readable.set()
+        self._wake_reader()
 
     def _report_if_read_out(self) -> None:
         """Nothing more will arrive and nothing is left to read: report every byte read,
@@ -220,7 +237,7 @@ class _StreamBase:
             self._recv = Side.ABORTED
         if self._send is Side.OPEN:
             self._send = Side.ABORTED
-        self._readable.set()
+        self._wake_reader()
         self._make_space()
 
     def debug_info(self) -> dict[str, Any]:
@@ -347,7 +364,7 @@ class WebTransportReceiveStream(_StreamBase):
         self._owner.consumed(self, len(self._buffer), flush=True)  # dropped: consumed
         self._buffer.clear()
         self._make_space()
-        self._readable.set()
+        self._wake_reader()
         side = self._recv
         if side is Side.OPEN:
             self._recv = Side.STOPPED
@@ -381,12 +398,17 @@ class WebTransportReceiveStream(_StreamBase):
         return chunk
 
     def _take(self, n: int) -> bytes:
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        if self._over and len(self._buffer) <= self._owner.config.stream_buffer_size:
+        buffer = self._buffer
+        if n >= len(buffer):  # all of it, the usual case: one copy, no slice
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            data = bytes(buffer[:n])
+            del buffer[:n]
+        if self._over and len(buffer) <= self._owner.config.stream_buffer_size:
             self._make_space()
-        self._owner.consumed(self, len(data))
-        self._report_if_read_out()
+        # Read out with nothing more to come: report now (see _report_if_read_out).
+        self._owner.consumed(self, len(data), flush=not buffer and self._recv is not Side.OPEN)
         return data
 
     def _restore(self, data: bytearray) -> None:
@@ -412,9 +434,13 @@ class WebTransportReceiveStream(_StreamBase):
             )
         self._owner.consumed(self, 0, flush=True)  # waiting must not hold credit back
         self._reading = True
-        self._readable.clear()
+        readable = self._readable
+        if readable is None:
+            self._readable = readable = Signal()
+        else:
+            readable.clear()
         try:
-            await self._readable.wait()
+            await readable.wait()
         finally:
             self._reading = False
 
@@ -429,9 +455,13 @@ class WebTransportSendStream(_StreamBase):
         """Send ``data`` (FIN too if ``end_stream``). Returns when the server took it,
         which waits while QUIC flow or congestion control holds the stream back."""
         self._check_writable()
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(f"stream data must be bytes, not {type(data).__name__}")
-        payload = bytes(data)
+        if type(data) is not bytes:  # the usual type passes without a copy or a check
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise TypeError(f"stream data must be bytes, not {type(data).__name__}")
+            data = bytes(data)
+        await self._send_data(data, end_stream)
+
+    async def _send_data(self, payload: bytes, end_stream: bool) -> None:
         if end_stream:
             self._send = Side.FINISHED
         self._writes_in_flight += 1
@@ -451,9 +481,11 @@ class WebTransportSendStream(_StreamBase):
                 self._writes_idle.set()
                 self._writes_idle = None
         waited = time.monotonic() - started
-        self._bytes_sent += len(payload)
-        self._max_write_wait = max(self._max_write_wait, waited)
-        self._owner.wrote(self, len(payload), waited)
+        size = len(payload)
+        self._bytes_sent += size
+        if waited > self._max_write_wait:
+            self._max_write_wait = waited
+        self._owner.wrote(self, size, waited)
         if end_stream:
             await self._owner.changed(self)
 
@@ -484,7 +516,7 @@ class WebTransportSendStream(_StreamBase):
     async def close(self) -> None:
         """Send FIN; no-op if the sending side is already done."""
         if self._send is Side.OPEN:
-            await self.write(b"", end_stream=True)
+            await self._send_data(b"", True)
 
     async def abort(self, code: int = 0) -> None:
         """Give the stream up: here RESET_STREAM, as :meth:`reset`. Bidirectional streams

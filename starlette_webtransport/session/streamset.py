@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,7 +29,6 @@ from .exceptions import (
 )
 from .reporter import ConsumedReporter
 from .signal import Signal
-from .state import StreamState
 from .stream import (
     StreamType,
     WebTransportReceiveStream,
@@ -81,9 +80,11 @@ class Link(Protocol):
     def emit(self, event_type: EventType, **data: Any) -> Awaitable[None]:
         """The session's events."""
 
-    def has_handlers(self, event_type: EventType) -> bool:
-        """Whether ``emit`` of that event would call anything: per-stream events are only
-        built (a coroutine and its arguments) for a session that listens to them."""
+    @property
+    def handlers(self) -> Mapping[EventType, list[Any]]:
+        """The session's event handlers, by event (the session's own dict, which only
+        grows): per-stream events are only built (a coroutine and its arguments) for a
+        session that listens to them."""
 
 
 @dataclass(eq=False, slots=True)
@@ -100,6 +101,7 @@ class StreamSet:
     __slots__ = (
         "_background",
         "_diagnostics",
+        "_handlers",
         "_incoming_changed",
         "_link",
         "_on_incoming",
@@ -119,6 +121,7 @@ class StreamSet:
     ) -> None:
         self._link = link
         self._session = link.session
+        self._handlers = link.handlers
         self._diagnostics = diagnostics
         self.config: SessionConfig = link.session.config
         """The session's (it never changes): an attribute, read on every received
@@ -155,7 +158,7 @@ class StreamSet:
     async def apply(self, effect: fx.Effect) -> None:
         """Apply a stream effect (the session applies the others)."""
         if isinstance(effect, fx.Data):
-            await self._on_data(self.streams[effect.stream_id], effect.data, effect.end_stream)
+            await self.on_data(effect)
         elif isinstance(effect, fx.NewStream):
             await self._new_peer_stream(effect.stream_id, effect.bidirectional)
         elif isinstance(effect, fx.Opened):
@@ -182,6 +185,7 @@ class StreamSet:
 
     async def end(self) -> None:
         """The session ended: opens fail, streams abort, waiters wake."""
+        self.consumed_mode = False  # the server returns all credit of an ended session
         if self._reporter is not None:
             self._reporter.end()  # the server returns all credit of an ended session
         for pending in self.pending:
@@ -287,10 +291,11 @@ class StreamSet:
         return self._session.close_reason
 
     async def send(self, message: SendMessage) -> None:
-        if self._reporter is not None and self._reporter.has_due():
+        reporter = self._reporter
+        if reporter is not None and reporter.due:
             # Reports due ride with the app's own send: usually the reply to what it has
             # just read, so no other task has to wake for them (.reporter).
-            await self._reporter.send_due()
+            await reporter.send_due()
         await self._link.send(message)
 
     async def changed(self, stream: _StreamBase, *, error: bool = False) -> None:
@@ -299,7 +304,7 @@ class StreamSet:
         if stream._state_changed() and self.streams.pop(stream._stream_id, None) is not None:
             self.demux.retire(stream._stream_id)
             self._diagnostics.stats.streams_closed += 1
-            if self._link.has_handlers(EventType.STREAM_CLOSED):
+            if self._handlers and self._handlers.get(EventType.STREAM_CLOSED):
                 await self._link.emit(EventType.STREAM_CLOSED, stream=stream)
 
     @property
@@ -318,8 +323,9 @@ class StreamSet:
         self._diagnostics.record_write(stream._stream_id, size, waited)
 
     def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
-        if self.consumed_mode and not self._session.is_closed:  # else the server returns it
-            self._reporter_made().consumed(stream._stream_id, size, flush=flush)
+        if self.consumed_mode:  # else the server returns it (end() turns it off)
+            reporter = self._reporter or self._reporter_made()
+            reporter.consumed(stream._stream_id, size, flush=flush)
 
     def unread(self, stream: _StreamBase, size: int) -> None:
         if self.consumed_mode:
@@ -341,7 +347,7 @@ class StreamSet:
         self.streams[stream._stream_id] = stream
         stats = self._diagnostics.stats
         stats.streams_created += 1
-        if is_unidirectional(stream._stream_id):
+        if stream._stream_id & 2:  # unidirectional (protocol.ids)
             stats.unidirectional_streams += 1
         else:
             stats.bidirectional_streams += 1
@@ -358,7 +364,10 @@ class StreamSet:
         with contextlib.suppress(SessionClosedError):
             await stream.abort(constants.STREAM_ABANDONED_CODE)
 
-    async def _on_data(self, stream: _StreamBase, data: bytes, end_stream: bool) -> None:
+    async def on_data(self, effect: fx.Data) -> None:
+        """Data (and FIN) for a live stream: the one effect of most messages."""
+        stream = self.streams[effect.stream_id]
+        data, end_stream = effect.data, effect.end_stream
         stream._feed(data, end_stream)
         self._diagnostics.bytes_received += len(data)
         if end_stream:
@@ -383,7 +392,7 @@ class StreamSet:
             self._unannounced = stream  # handed over by announce(), with its first data
         else:
             self._queue_incoming(stream)
-        if self._link.has_handlers(EventType.STREAM_OPENED):
+        if self._handlers and self._handlers.get(EventType.STREAM_OPENED):
             await self._link.emit(EventType.STREAM_OPENED, stream=stream, initiator="peer")
 
     def announce(self) -> None:
@@ -414,7 +423,7 @@ class StreamSet:
             on_incoming(stream)
         finally:
             reporter.holding = False
-        if reporter.has_due() or stream.state is not StreamState.CLOSED:
+        if reporter.due or not stream._both_done():
             reporter.kick_soon()
 
     def _queue_incoming(self, stream: StreamType) -> None:

@@ -127,7 +127,7 @@ class _Handlers:
         """A stream arrived: called by the session's reader as it admits the stream, so
         the handler's task starts there, with no consumer task in between. The object is
         the callback itself, where a bound method would cost every session 64 bytes."""
-        name = f"webtransport-session-{self.session.session_id}-stream-{stream.stream_id}"
+        name = f"webtransport-session-{self.session.session_id}-stream-{stream._stream_id}"
         self._start(_serve_stream(self.session, self.on_stream, stream), name)
 
     def datagram_arrived(self) -> None:
