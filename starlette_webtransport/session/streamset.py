@@ -147,11 +147,16 @@ class StreamSet:
 
     def receive(self, message: ReceiveEvent) -> list[fx.Effect]:
         """The effects of a received message (:class:`~.demux.Demux`)."""
-        config = self.config
-        admit = (
-            len(self.streams) + len(self.pending) < config.max_streams
-            and len(self.incoming) < config.max_incoming_streams
-        )
+        admit = True  # what the demux reads only for a new peer stream's data
+        if (
+            message["type"] == "webtransport.stream.receive"
+            and message["stream"] not in self.streams
+        ):
+            config = self.config
+            admit = (
+                len(self.streams) + len(self.pending) < config.max_streams
+                and len(self.incoming) < config.max_incoming_streams
+            )
         oldest = self.pending[0].bidirectional if self.pending else None
         return self.demux.receive(message, streams=self.streams, admit=admit, oldest_open=oldest)
 

@@ -197,7 +197,7 @@ async def _serve_datagrams(session: WebTransportSession, on_datagram: DatagramHa
     async for data in session.datagrams:
         try:
             result = on_datagram(data)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
         except Exception as exc:
             if _only(exc, (SessionEnd,)):

@@ -303,6 +303,12 @@ class WebTransportQuicConnection(QuicConnection):
         stream_id = stream.stream_id
         if not stream.max_stream_data_local or stream_id is None or stream.receiver.is_finished:
             return  # nothing more to receive on this stream, so no credit to give
+        window = stream.max_stream_data_local
+        if (
+            window - stream.receiver.highest_offset >= STREAM_WINDOW // 2
+            and stream.max_stream_data_local_sent == window
+        ):
+            return  # half a window is open even if the app consumed nothing: no update
         consumed = stream.receiver.highest_offset - self.unconsumed.get(stream_id, 0)
         if stream.max_stream_data_local - consumed < STREAM_WINDOW // 2:
             stream.max_stream_data_local = consumed + STREAM_WINDOW
