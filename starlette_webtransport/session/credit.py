@@ -37,12 +37,13 @@ class ConsumedCounts:
         """Streams whose report is due, in the order they became due (read it, never
         change it: the same dict for the counts' whole life)."""
 
-    def taken(self, stream_id: int, size: int) -> bool:
+    def taken(self, stream_id: int, size: int, *, flush: bool = False) -> bool:
         """The app read ``size`` bytes of the stream (or dropped them); True when its
-        report became due."""
+        report became due. ``flush``: report what the stream has, whatever the batch."""
         count = self._counts.get(stream_id, 0) + size
-        self._set(stream_id, count)
-        if count >= self.batch and stream_id not in self.due_ids:
+        if size:
+            self._set(stream_id, count)
+        if (count >= self.batch or (flush and count > 0)) and stream_id not in self.due_ids:
             self.due_ids[stream_id] = None
             return True
         return False
@@ -53,10 +54,7 @@ class ConsumedCounts:
 
     def flush(self, stream_id: int) -> bool:
         """Report what the stream has, whatever the batch; True when that is new work."""
-        if self._counts.get(stream_id, 0) > 0 and stream_id not in self.due_ids:
-            self.due_ids[stream_id] = None
-            return True
-        return False
+        return self.taken(stream_id, 0, flush=True)
 
     def has_due(self) -> bool:
         return bool(self.due_ids)

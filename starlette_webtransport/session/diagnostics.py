@@ -121,7 +121,6 @@ class Diagnostics:
 
     __slots__ = (
         "_draft",
-        "_max_write_wait",
         "_max_write_wait_stream",
         "_of",
         "_paused_on",
@@ -133,6 +132,7 @@ class Diagnostics:
         "bytes_sent",
         "datagram_bytes_received",
         "datagram_bytes_sent",
+        "max_write_wait",
         "stats",
         "streams_abandoned",
         "streams_refused",
@@ -155,7 +155,7 @@ class Diagnostics:
         self.datagram_bytes_sent = 0
         self.datagram_bytes_received = 0
         self._slow_writes = 0
-        self._max_write_wait = 0.0
+        self.max_write_wait = 0.0
         self._max_write_wait_stream: int | None = None
         self._protocol_error_log: tuple[str, ...] = ()  # the last ten; () costs nothing
         self._paused_on: _StreamBase | None = None
@@ -179,12 +179,14 @@ class Diagnostics:
 
     # --- counting ---------------------------------------------------------------------
 
-    def record_write(self, stream_id: int, size: int, waited: float) -> None:
-        self.bytes_sent += size
+    def record_wait(self, stream_id: int, waited: float) -> None:
+        """A write waited longer than any before, or long enough to count as slow (the
+        streams count their bytes in :attr:`bytes_sent` themselves: one call less per
+        write)."""
         if waited >= constants.SLOW_WRITE_SECONDS:
             self._slow_writes += 1
-        if waited > self._max_write_wait:
-            self._max_write_wait = waited
+        if waited > self.max_write_wait:
+            self.max_write_wait = waited
             self._max_write_wait_stream = stream_id
 
     def record_protocol_error(self, message: str) -> None:
@@ -212,7 +214,7 @@ class Diagnostics:
             "datagram_bytes_received": self.datagram_bytes_received,
             "datagrams_dropped": datagrams.dropped,
             "slow_writes": self._slow_writes,
-            "max_write_wait": self._max_write_wait,
+            "max_write_wait": self.max_write_wait,
             "pending_opens": len(self._pending),
             "incoming_queued": len(self._incoming),
         }
@@ -339,7 +341,7 @@ class Diagnostics:
             issues.append(
                 f"{self._slow_writes} stream writes waited at least "
                 f"{constants.SLOW_WRITE_SECONDS} s on backpressure (longest "
-                f"{self._max_write_wait:.2f} s, on stream {self._max_write_wait_stream})"
+                f"{self.max_write_wait:.2f} s, on stream {self._max_write_wait_stream})"
             )
         if self.streams_refused:
             issues.append(

@@ -171,8 +171,17 @@ class SessionLink:
     def closed_error(self) -> SessionClosedError:
         return self.session._closed_error()
 
-    def send(self, message: SendMessage) -> Awaitable[None]:
-        return self.session._send_stream_message(message)
+    async def send(self, message: SendMessage) -> None:
+        """A post-accept message; a server that says the session is gone (``OSError``)
+        becomes :class:`SessionClosedError`. (Here rather than a method of the session
+        that this forwards to: every stream write passes, and a frame less is a call less.)"""
+        session = self.session
+        if session._state not in OPEN_STATES:
+            session._check_open()
+        try:
+            await session._send(message)
+        except OSError as exc:
+            raise session._closed_error() from exc
 
     def send_raw(self, message: SendMessage) -> Awaitable[None]:
         return self.session._send(message)

@@ -60,9 +60,7 @@ class ConsumedReporter:
 
     def consumed(self, stream_id: int, size: int, *, flush: bool) -> None:
         """The app read or dropped ``size`` bytes of the stream; ``flush``: report now."""
-        counts = self._counts
-        due = counts.taken(stream_id, size) if size else False
-        if ((flush and counts.flush(stream_id)) or due) and not self.holding:
+        if self._counts.taken(stream_id, size, flush=flush) and not self.holding:
             self.kick_soon()
 
     def kick_soon(self) -> None:
@@ -88,7 +86,7 @@ class ConsumedReporter:
         """Send every due report; False once the server says the session is over. A
         report whose send was interrupted is due again."""
         counts = self._counts
-        while (report := counts.pop_due()) is not None:
+        while self.due and (report := counts.pop_due()) is not None:
             stream_id, size = report
             try:
                 await self._send(

@@ -33,7 +33,6 @@ from ..asgi import (
     Receive,
     Scope,
     Send,
-    SendMessage,
 )
 from ..protocol.errors import check_close
 from . import constants
@@ -421,16 +420,6 @@ class WebTransportSession(ScopeView, StructuredFactories, EventEmitter, SessionR
             start = "accept()" if self._role == "server" else "initialize()"
             raise RuntimeError(f"session {self.session_id} is not connected; call {start} first")
         raise self._closed_error()
-
-    async def _send_stream_message(self, message: SendMessage) -> None:
-        """Send a post-accept message; a server that says the session is gone (OSError)
-        becomes :class:`SessionClosedError`."""
-        if self._state not in OPEN_STATES:
-            self._check_open()
-        try:
-            await self._send(message)
-        except OSError as exc:
-            raise self._closed_error() from exc
 
     async def _emit(self, event_type: EventType, **data: Any) -> None:
         if self._has_handlers(event_type):

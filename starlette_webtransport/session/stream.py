@@ -546,7 +546,8 @@ class WebTransportStream(WebTransportSendStream, WebTransportReceiveStream):
 
     async def close(self) -> None:
         """Send FIN (half-close); reading goes on until the peer finishes too."""
-        await WebTransportSendStream.close(self)
+        if self._send is Side.OPEN:
+            await self._send_data(b"", True)
 
     async def abort(self, code: int = 0) -> None:
         """End both directions at once with ``code``: RESET_STREAM for our sending side and

@@ -325,7 +325,10 @@ class StreamSet:
         self._diagnostics.datagram_bytes_sent += size
 
     def wrote(self, stream: _StreamBase, size: int, waited: float) -> None:
-        self._diagnostics.record_write(stream._stream_id, size, waited)
+        diagnostics = self._diagnostics
+        diagnostics.bytes_sent += size
+        if waited > diagnostics.max_write_wait or waited >= constants.SLOW_WRITE_SECONDS:
+            diagnostics.record_wait(stream._stream_id, waited)
 
     def consumed(self, stream: _StreamBase, size: int, *, flush: bool = False) -> None:
         if self.consumed_mode:  # else the server returns it (end() turns it off)
