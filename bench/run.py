@@ -625,19 +625,19 @@ def versions() -> dict[str, str]:
     return found
 
 
-def run_structured() -> str:
-    """bench_structured.py belongs to the structured-messages developer: run it as is."""
-    script = HERE / "bench_structured.py"
+def run_script(name: str) -> str:
+    """An in-memory bench of ``bench/`` (no network), run as is; its output or what failed."""
+    script = HERE / name
     if not script.exists():
-        return "bench/bench_structured.py is not present"
+        return f"bench/{name} is not present"
     try:
         done = subprocess.run(
             [sys.executable, str(script)], capture_output=True, text=True, timeout=90
         )
     except subprocess.TimeoutExpired:
-        return "bench_structured.py did not finish within 90 s"
+        return f"{name} did not finish within 90 s"
     if done.returncode != 0:
-        return f"bench_structured.py failed ({done.returncode}): {done.stderr.strip()[-500:]}"
+        return f"{name} failed ({done.returncode}): {done.stderr.strip()[-500:]}"
     return done.stdout.rstrip()
 
 
@@ -809,7 +809,11 @@ def main() -> int:
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin servers and clients to separate cores"
     )
-    parser.add_argument("--no-structured", action="store_true", help="skip bench_structured.py")
+    parser.add_argument(
+        "--no-structured",
+        action="store_true",
+        help="skip the in-memory benches (bench_session.py, bench_structured.py)",
+    )
     parser.add_argument("--no-scaling", action="store_true", help="skip --workers 1 vs 2")
     parser.add_argument("--no-memory", action="store_true", help="skip the idle-session memory")
     parser.add_argument(
@@ -965,10 +969,13 @@ def main() -> int:
     if not args.no_memory and not profiling:
         memory = run_memory(work, args.sessions)
 
-    structured = None
+    structured = session_layer = None
     if not args.no_structured and not profiling:
+        print("\nbench_session.py (the session API against a contract app, in memory):")
+        session_layer = run_script("bench_session.py")
+        print(session_layer)
         print("\nbench_structured.py (structured messages vs pre-encoded bytes, in memory):")
-        structured = run_structured()
+        structured = run_script("bench_structured.py")
         print("  " + structured.replace("\n", "\n  "))
     elapsed = time.monotonic() - started
     print(
@@ -1015,6 +1022,7 @@ def main() -> int:
             "profiles": profiles,
             "scaling": scaling,
             "memory": memory,
+            "session_layer": session_layer,
             "structured": structured,
             "seconds": elapsed,
         }
