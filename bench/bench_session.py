@@ -25,18 +25,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from starlette_webtransport.session import (
-    StreamType,
-    WebTransportSession,
-    WebTransportStream,
-    serve_streams,
-)
+from servers import asgi_echo as contract_app  # the echo written on the contract alone
+
+from example_app.app import echo
+from starlette_webtransport.session import WebTransportSession
 
 Message = dict[str, Any]
-App = Callable[
-    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-    Awaitable[None],
-]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Message, Receive, Send], Awaitable[None]]
 
 SCOPE: Message = {
     "type": "webtransport",
@@ -114,45 +111,9 @@ def is_datagram_reply(message: Message) -> bool:
     return message["type"] == "webtransport.datagram.send"
 
 
-async def contract_app(
-    scope: Message,
-    receive: Callable[[], Awaitable[Message]],
-    send: Callable[[Message], Awaitable[None]],
-) -> None:
-    """The echo written on the contract: what ``bench/servers.py asgi`` does."""
-    await receive()
-    await send({"type": "webtransport.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "webtransport.stream.receive":
-            await send(
-                {
-                    "type": "webtransport.stream.send",
-                    "stream": message["stream"],
-                    "data": message["data"],
-                    "end_stream": message["end_stream"],
-                }
-            )
-        elif message["type"] == "webtransport.datagram.receive":
-            await send({"type": "webtransport.datagram.send", "data": message["data"]})
-
-
-async def _echo_stream(stream: StreamType) -> None:
-    if isinstance(stream, WebTransportStream):
-        async for chunk in stream:
-            await stream.write(chunk)
-        await stream.close()
-
-
-async def session_app(
-    scope: Message,
-    receive: Callable[[], Awaitable[Message]],
-    send: Callable[[Message], Awaitable[None]],
-) -> None:
-    """The echo written on the session API: the example app's ``/echo``."""
-    session = WebTransportSession(scope, receive, send)
-    await session.accept()
-    await serve_streams(session, _echo_stream, on_datagram=session.datagrams.send)
+async def session_app(scope: Message, receive: Receive, send: Send) -> None:
+    """The example app's ``/echo`` (``serve_streams`` on the session API), minus routing."""
+    await echo(WebTransportSession(scope, receive, send))
 
 
 async def measure(app: App, total: int, datagrams: bool) -> float:
