@@ -34,10 +34,10 @@ class ConsumedReporter:
 
     __slots__ = (
         "_counts",
-        "_due",
         "_kick_scheduled",
         "_send",
         "_session",
+        "_wake",
         "due",
         "holding",
         "task",
@@ -51,7 +51,8 @@ class ConsumedReporter:
         self.due: Mapping[int, None] = self._counts.due_ids
         """Non-empty while a report is due: what every send of the session looks at
         before it goes, so an attribute rather than a call."""
-        self._due = Signal()
+        self._wake = Signal()
+        """Wakes the reporter task when reports became due that no send carried."""
         self._kick_scheduled = False
         self.holding = False
         """Set while a handler's first step runs inside the reader's turn (see
@@ -111,7 +112,7 @@ class ConsumedReporter:
                 self._report(), name=f"webtransport-session-{self._session.session_id}-credit"
             )
         else:
-            self._due.set()
+            self._wake.set()
 
     async def _report(self) -> None:
         """A task of its own, so that reads never wait on ``send`` and a cancelled read
@@ -121,5 +122,5 @@ class ConsumedReporter:
                 if not await self.send_due():
                     return
                 continue
-            self._due.clear()
-            await self._due.wait()
+            self._wake.clear()
+            await self._wake.wait()
