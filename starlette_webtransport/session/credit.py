@@ -56,9 +56,6 @@ class ConsumedCounts:
         """Report what the stream has, whatever the batch; True when that is new work."""
         return self.taken(stream_id, 0, flush=True)
 
-    def has_due(self) -> bool:
-        return bool(self.due_ids)
-
     def pop_due(self) -> tuple[int, int] | None:
         """The next report to send, ``(stream id, bytes)``, counted as sent; ``None``
         when none is due. One at a time, so that a report that could not be sent is

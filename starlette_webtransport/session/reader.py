@@ -176,8 +176,7 @@ class SessionLink:
         becomes :class:`SessionClosedError`. (Here rather than a method of the session
         that this forwards to: every stream write passes, and a frame less is a call less.)"""
         session = self.session
-        if not session.is_ready:
-            session._check_open()
+        session._check_open()
         try:
             await session._send(message)
         except OSError as exc:

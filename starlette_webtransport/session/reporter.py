@@ -74,9 +74,6 @@ class ConsumedReporter:
     def unread(self, stream_id: int, size: int) -> None:
         self._counts.restored(stream_id, size)
 
-    def has_due(self) -> bool:
-        return self._counts.has_due()
-
     def end(self) -> None:
         """The session ended: the server returns all credit by itself."""
         self._counts.clear()
@@ -105,7 +102,7 @@ class ConsumedReporter:
         through the reporter task. Deciding one callback later, rather than waking the
         task at once, spares a task step per stream where the app answers what it read."""
         self._kick_scheduled = False
-        if not self._counts.has_due() or self._session.is_closed:
+        if not self.due or self._session.is_closed:
             return
         if self.task is None:
             self.task = asyncio.create_task(
@@ -118,7 +115,7 @@ class ConsumedReporter:
         """A task of its own, so that reads never wait on ``send`` and a cancelled read
         loses nothing."""
         while True:
-            if self._counts.has_due():
+            if self.due:
                 if not await self.send_due():
                     return
                 continue

@@ -129,17 +129,14 @@ class _StreamBase:
 
     @property
     def state(self) -> StreamState:
-        recv_done = self._recv is not None and self._recv is not Side.OPEN
-        send_done = self._send is not None and self._send is not Side.OPEN
-        if self._recv is None:
-            return StreamState.CLOSED if send_done else StreamState.OPEN
-        if self._send is None:
-            return StreamState.CLOSED if recv_done else StreamState.OPEN
-        if recv_done and send_done:
+        if self._both_done():
             return StreamState.CLOSED
-        if send_done:
+        recv, send = self._recv, self._send
+        if recv is None or send is None:  # a one-way stream whose side is still open
+            return StreamState.OPEN
+        if send is not Side.OPEN:
             return StreamState.HALF_CLOSED_LOCAL
-        if recv_done:
+        if recv is not Side.OPEN:
             return StreamState.HALF_CLOSED_REMOTE
         return StreamState.OPEN
 
@@ -166,13 +163,8 @@ class _StreamBase:
     # --- hooks for the session ----------------------------------------------------------
 
     def _state_changed(self) -> bool:
-        """Note the time the first side ended; True once both are done. (What ``state``
-        says, without building it: this runs on every stream's every side change.)"""
-        recv, send = self._recv, self._send
-        if self._half_closed_at is None and (
-            (recv is not Side.OPEN and recv is not None)
-            or (send is not Side.OPEN and send is not None)
-        ):
+        """Note the time the first side ended; True once both are done."""
+        if self._half_closed_at is None and self.state is not StreamState.OPEN:
             self._half_closed_at = time.monotonic()
         return self._both_done()
 

@@ -161,10 +161,9 @@ class StreamSet:
         return self.demux.receive(message, streams=self.streams, admit=admit, oldest_open=oldest)
 
     async def apply(self, effect: fx.Effect) -> None:
-        """Apply a stream effect (the session applies the others)."""
-        if isinstance(effect, fx.Data):
-            await self.on_data(effect)
-        elif isinstance(effect, fx.NewStream):
+        """Apply a stream effect other than :class:`~.demux.Data` (the reader hands data to
+        :meth:`on_data` itself, and applies the session's effects)."""
+        if isinstance(effect, fx.NewStream):
             await self._new_peer_stream(effect.stream_id, effect.bidirectional)
         elif isinstance(effect, fx.Opened):
             await self._on_opened(effect.stream_id, effect.bidirectional)
@@ -190,9 +189,10 @@ class StreamSet:
 
     async def end(self) -> None:
         """The session ended: opens fail, streams abort, waiters wake."""
-        self.consumed_mode = False  # the server returns all credit of an ended session
+        # The server returns all credit of an ended session: nothing more to report.
+        self.consumed_mode = False
         if self._reporter is not None:
-            self._reporter.end()  # the server returns all credit of an ended session
+            self._reporter.end()
         for pending in self.pending:
             if not pending.future.done():
                 pending.future.set_exception(self._link.closed_error())
@@ -355,7 +355,7 @@ class StreamSet:
         self.streams[stream._stream_id] = stream
         stats = self._diagnostics.stats
         stats.streams_created += 1
-        if stream._stream_id & 2:  # unidirectional (protocol.ids)
+        if is_unidirectional(stream._stream_id):
             stats.unidirectional_streams += 1
         else:
             stats.bidirectional_streams += 1

@@ -233,8 +233,9 @@ class WebTransportQuicConnection(QuicConnection):
         if not self._unread.pop(stream_id):
             return False  # aioquic gives credit once it discards it
         owed = self._credit_owed
-        if owed is not None and owed[is_unidirectional(stream_id)]:
-            owed[is_unidirectional(stream_id)] -= 1  # never withheld: nothing to give back
+        direction = is_unidirectional(stream_id)
+        if owed is not None and owed[direction]:
+            owed[direction] -= 1  # never withheld: nothing to give back
             return False
         stream_limit(self, stream_id).value += 1
         return True
@@ -245,10 +246,11 @@ class WebTransportQuicConnection(QuicConnection):
         if stream_is_client_initiated(stream_id) == self.configuration.is_client:
             return
         owed = self._credit_owed
+        direction = is_unidirectional(stream_id)
         if self._unread.get(stream_id) is False:
             self._unread[stream_id] = True
-        elif owed is not None and owed[is_unidirectional(stream_id)]:
-            owed[is_unidirectional(stream_id)] -= 1
+        elif owed is not None and owed[direction]:
+            owed[direction] -= 1
         else:
             return
         stream_limit(self, stream_id).value -= 1
@@ -304,15 +306,14 @@ class WebTransportQuicConnection(QuicConnection):
         if not stream.max_stream_data_local or stream_id is None or stream.receiver.is_finished:
             return  # nothing more to receive on this stream, so no credit to give
         window = stream.max_stream_data_local
-        if (
-            window - stream.receiver.highest_offset >= STREAM_WINDOW // 2
-            and stream.max_stream_data_local_sent == window
-        ):
-            return  # half a window is open even if the app consumed nothing: no update
-        consumed = stream.receiver.highest_offset - self.unconsumed.get(stream_id, 0)
-        if stream.max_stream_data_local - consumed < STREAM_WINDOW // 2:
-            stream.max_stream_data_local = consumed + STREAM_WINDOW
-        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+        received = stream.receiver.highest_offset
+        # The app consumed at most what was received: while half a window is open above
+        # that, no consumption can call for more, and the lookup is skipped.
+        if window - received < STREAM_WINDOW // 2:
+            consumed = received - self.unconsumed.get(stream_id, 0)
+            if window - consumed < STREAM_WINDOW // 2:
+                stream.max_stream_data_local = window = consumed + STREAM_WINDOW
+        if stream.max_stream_data_local_sent != window:
             buf = builder.start_frame(
                 QuicFrameType.MAX_STREAM_DATA,
                 capacity=17,
@@ -320,8 +321,8 @@ class WebTransportQuicConnection(QuicConnection):
                 handler_args=(stream,),
             )
             buf.push_uint_var(stream_id)
-            buf.push_uint_var(stream.max_stream_data_local)
-            stream.max_stream_data_local_sent = stream.max_stream_data_local
+            buf.push_uint_var(window)
+            stream.max_stream_data_local_sent = window
 
 
 class _StreamTable(dict[int, QuicStream]):

@@ -30,20 +30,11 @@ from aioquic.quic.events import (
     StreamReset,
 )
 
-from ..asgi import (
-    CloseCause,
-)
-from ..protocol.errors import (
-    WT_BUFFERED_STREAM_REJECTED,
-    WT_SESSION_GONE,
-)
+from ..asgi import CloseCause
+from ..protocol.errors import WT_BUFFERED_STREAM_REJECTED, WT_SESSION_GONE
 from ..protocol.ids import is_client_bidirectional, is_unidirectional
 from .h3 import WebTransportH3Connection
-from .internals import (
-    forget_h3_stream,
-    h3_stream,
-    stream_discarded,
-)
+from .internals import forget_h3_stream, h3_stream, stream_discarded
 from .limits import Limits
 from .quic import WebTransportQuicConnection
 
