@@ -23,8 +23,10 @@ operation (``/proc/<pid>/stat``): on a small shared machine the rate is noisy an
 bounded by the (equally pure-Python) client, while CPU per operation is what the server
 itself costs. ``--profile SERVER ...`` runs only those servers under cProfile, one profile
 per scenario, prints where their time goes and, with ``aioquic`` among them, what each
-other server does more of per operation. ``bench/bench_structured.py`` (structured
-messages against pre-encoded bytes) runs at the end if it exists.
+other server does more of per operation. At the end come ``bench/critical_path.py`` (what
+one request's latency is made of in ``full``, ``asgi`` and ``aioquic``;
+``--no-critical-path`` skips it) and the in-memory benches ``bench/bench_session.py`` and
+``bench/bench_structured.py`` (``--no-structured`` skips them).
 """
 
 from __future__ import annotations
@@ -260,13 +262,19 @@ the only way to see what one change gains on a machine whose load drifts between
 
 
 def server_command(
-    kind: str, work: Path, *, workers: int = 1, profile_dir: Path | None, trace: bool = False
+    kind: str,
+    work: Path,
+    *,
+    workers: int = 1,
+    profile_dir: Path | None,
+    trace: bool = False,
+    timeline: bool = False,
 ) -> tuple[list[str], list[str], Path]:
     """The server's command line, the load client's extra arguments and the checkout."""
     certfile, keyfile = certificate_files(work)
     kind, _, tree = kind.partition("@")
     root = TREES[tree] if tree else ROOT
-    if kind in ("full", "full-uvloop") and profile_dir is None and not trace:
+    if kind in ("full", "full-uvloop") and profile_dir is None and not trace and not timeline:
         command = [sys.executable, "-m", "starlette_webtransport"]
         if kind == "full-uvloop":
             if importlib.util.find_spec("uvloop") is None:
@@ -286,6 +294,8 @@ def server_command(
         command += ["--profile", str(profile_dir)]
     if trace:
         command.append("--tracemalloc")
+    if timeline:
+        command.append("--timeline")
     return command, ["--path", "/echo"] if kind in PROFILED else [], root
 
 
@@ -311,6 +321,7 @@ class ServerUnderTest:
         workers: int = 1,
         clients: int = 1,
         trace: bool = False,
+        timeline: bool = False,
         label: str | None = None,
     ) -> None:
         self.kind = kind
@@ -329,7 +340,12 @@ class ServerUnderTest:
             self.profile_dir.mkdir()
         try:
             command, self.client_args, root = server_command(
-                kind, work, workers=workers, profile_dir=self.profile_dir, trace=trace
+                kind,
+                work,
+                workers=workers,
+                profile_dir=self.profile_dir,
+                trace=trace,
+                timeline=timeline,
             )
         except FileNotFoundError as exc:
             self.error = str(exc)
@@ -416,10 +432,15 @@ class ServerUnderTest:
 
     def memory(self) -> dict[str, int]:
         """The server's own memory report (``servers.py --tracemalloc``, on SIGHUP)."""
+        return {key: int(value) for key, value in self.signal_report().items()}
+
+    def signal_report(self) -> dict[str, Any]:
+        """The JSON line a server prints on SIGHUP (``--tracemalloc``, ``--timeline``)."""
         assert self.server is not None and self.server.stdout is not None
         os.kill(self.pid, signal.SIGHUP)
         line = read_line(self.server.stdout, SCENARIO_TIMEOUT)
-        return {key: int(value) for key, value in json.loads(line).items()}
+        result: dict[str, Any] = json.loads(line)
+        return result
 
     def last_profile(self) -> Path | None:
         if self.profile_dir is None:
@@ -817,6 +838,9 @@ def main() -> int:
     parser.add_argument("--no-scaling", action="store_true", help="skip --workers 1 vs 2")
     parser.add_argument("--no-memory", action="store_true", help="skip the idle-session memory")
     parser.add_argument(
+        "--no-critical-path", action="store_true", help="skip critical_path.py (rr-seq timing)"
+    )
+    parser.add_argument(
         "--sessions", type=int, default=200, help="idle sessions in the memory bench"
     )
     args = parser.parse_args()
@@ -969,6 +993,12 @@ def main() -> int:
     if not args.no_memory and not profiling:
         memory = run_memory(work, args.sessions)
 
+    critical_path = None
+    if not args.no_critical_path and not profiling:
+        print("\ncritical_path.py (where one request's latency goes, rr-seq):")
+        critical_path = run_script("critical_path.py")
+        print(critical_path)
+
     structured = session_layer = None
     if not args.no_structured and not profiling:
         print("\nbench_session.py (the session API against a contract app, in memory):")
@@ -1023,6 +1053,7 @@ def main() -> int:
             "scaling": scaling,
             "memory": memory,
             "session_layer": session_layer,
+            "critical_path": critical_path,
             "structured": structured,
             "seconds": elapsed,
         }

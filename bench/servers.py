@@ -1,7 +1,7 @@
 """The echo servers under test, one per process.
 
     python bench/servers.py {asgi,session,example,aioquic,pywebtransport} [--profile DIR]
-                            [--tracemalloc]
+                            [--tracemalloc] [--timeline]
 
 Every server behaves the same towards the load client: a client bidirectional stream is
 echoed on the same stream (FIN included), a client unidirectional stream is answered with
@@ -17,6 +17,9 @@ With ``--tracemalloc`` the process traces its allocations and answers every SIGH
 JSON line on stdout, ``{"traced": bytes, "rss": bytes}`` after a garbage collection: the
 memory bench's view from inside. ``example`` is the example app (``/echo``) on ``serve()``,
 what the CLI runs, for profiling and memory; the CLI itself is benchmarked by ``run.py``.
+
+With ``--timeline`` the process times each request's critical path (``bench/timeline.py``)
+and answers every SIGHUP with one JSON line of its totals since the last one.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ from aioquic.quic.events import ProtocolNegotiated, QuicEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from timeline import Timeline  # noqa: E402
 
 from starlette_webtransport.server.devcert import make_dev_certificate  # noqa: E402
 from starlette_webtransport.server.serve import ServerState, free_port, serve  # noqa: E402
@@ -401,12 +406,21 @@ SERVERS: dict[str, Callable[[], Awaitable[None]]] = {
 }
 
 
-async def main(kind: str, profile_dir: Path | None, trace: bool) -> None:
+def report_timeline(timeline: Timeline) -> None:
+    print(json.dumps(timeline.report()), flush=True)
+
+
+async def main(kind: str, profile_dir: Path | None, trace: bool, timeline: bool) -> None:
+    loop = asyncio.get_running_loop()
     if profile_dir is not None:
-        ScenarioProfiler(profile_dir).install(asyncio.get_running_loop())
+        ScenarioProfiler(profile_dir).install(loop)
     if trace:
         tracemalloc.start()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, report_memory)
+        loop.add_signal_handler(signal.SIGHUP, report_memory)
+    if timeline:
+        recorder = Timeline()
+        recorder.install()
+        loop.add_signal_handler(signal.SIGHUP, report_timeline, recorder)
     await SERVERS[kind]()
 
 
@@ -415,6 +429,7 @@ if __name__ == "__main__":
     parser.add_argument("kind", choices=sorted(SERVERS))
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR")
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--timeline", action="store_true", help="see bench/timeline.py")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(main(args.kind, args.profile, args.tracemalloc))
+    asyncio.run(main(args.kind, args.profile, args.tracemalloc, args.timeline))
