@@ -6,10 +6,11 @@ With one request in flight, a request/response cycle is the server's time from t
 request's packet to the answer's ``sendto`` plus the client's time until the next request
 arrives; the rate is one over that. This prints, per server and as the median over the
 rounds (servers interleaved, pinned as in ``run.py``), what that path is made of:
-aioquic's own ``receive_datagram`` and ``datagrams_to_send``, the ``sendto`` (the kernel
-hands the packet to the client inside it) and the rest, which is the server's own Python
-and event loop. ``full`` is the example app on ``serve()`` (``bench/servers.py example``),
-as in ``run.py --profile``. How it is timed: ``bench/timeline.py``.
+aioquic's own ``receive_datagram``, HTTP/3 parsing (``H3Connection.handle_event``) and
+``datagrams_to_send``, the ``sendto`` (the kernel hands the packet to the client inside
+it) and the rest, which is the server's own Python and event loop. ``full`` is the example
+app on ``serve()`` (``bench/servers.py example``), as in ``run.py --profile``. How it is
+timed: ``bench/timeline.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ COLUMNS = (
     ("cycle", "us per request, one over the rate"),
     ("path", "server: request read to answer sent"),
     ("receive", "  aioquic receive_datagram"),
+    ("h3", "  aioquic H3 handle_event"),
     ("transmit", "  aioquic datagrams_to_send"),
     ("sendto", "  sendto"),
     ("rest", "  the rest: the server's own Python and loop"),
@@ -40,16 +42,14 @@ COLUMNS = (
 def figures(result: dict[str, Any], totals: dict[str, Any]) -> dict[str, float]:
     ops = result["ops"]
     answers = max(totals["answers"], 1)
-    per_answer = {k: totals[k] / answers / 1e3 for k in ("path", "receive", "transmit", "sendto")}
+    timed = ("path", "receive", "h3", "transmit", "sendto")
+    per_answer = {k: totals[k] / answers / 1e3 for k in timed}
     cycle = result["elapsed"] / ops * 1e6
     return {
         "rate": ops / result["elapsed"],
         "cycle": cycle,
         **per_answer,
-        "rest": per_answer["path"]
-        - per_answer["receive"]
-        - per_answer["transmit"]
-        - per_answer["sendto"],
+        "rest": per_answer["path"] - sum(per_answer[k] for k in timed[1:]),
         "outside": cycle - per_answer["path"],
         "after": totals["after"] / ops / 1e3,
         "server_cpu": result["server_cpu"] / ops * 1e6,

@@ -10,6 +10,8 @@ microseconds per request:
 - ``QuicConnection.receive_datagram`` and ``QuicConnection.datagrams_to_send`` (the base
   class's, so a subclass's own additions count as the server's, not aioquic's): aioquic's
   own work per packet in and per transmit pass;
+- ``H3Connection.handle_event``: aioquic's HTTP/3 parsing of what a packet brought, which
+  raw aioquic and our server both run;
 - ``socket.socket.sendto``: the first one ends the path (the kernel's loopback delivery
   to the client, inside it, is shown apart);
 - ``selectors.EpollSelector.select`` with a timeout: the loop has gone idle, which ends
@@ -28,21 +30,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aioquic.h3.connection import H3Connection
 from aioquic.quic.connection import QuicConnection
 
 _clock = time.perf_counter_ns
 
-FIELDS = ("answers", "dropped", "path", "receive", "transmit", "sendto", "after")
+FIELDS = ("answers", "dropped", "path", "receive", "h3", "transmit", "sendto", "after")
 """Totals, nanoseconds except the two counts: answers sent, paths that sent nothing,
-critical path, aioquic's receive_datagram and datagrams_to_send on it, the sendto that
-ended it, and the work after it until the loop went idle."""
+critical path, aioquic's receive_datagram, H3 handle_event and datagrams_to_send on it,
+the sendto that ended it, and the work after it until the loop went idle."""
+
+_AIOQUIC = ("receive", "h3", "transmit")
 
 
 class Timeline:
     def __init__(self) -> None:
         self.totals = dict.fromkeys(FIELDS, 0)
         self._start: int | None = None
-        self._spent = {"receive": 0, "transmit": 0}
+        self._spent = dict.fromkeys(_AIOQUIC, 0)
         """aioquic's time on the current path."""
         self._answered_at: int | None = None
 
@@ -57,6 +62,7 @@ class Timeline:
         select = selectors.EpollSelector.select
         receive_datagram = QuicConnection.receive_datagram
         datagrams_to_send = QuicConnection.datagrams_to_send
+        handle_event = H3Connection.handle_event
 
         def timed_recvfrom(sock: socket.socket, *args: Any) -> Any:
             if self._start is None:
@@ -71,8 +77,8 @@ class Timeline:
                 totals = self.totals
                 totals["answers"] += 1
                 totals["path"] += ended - self._start
-                totals["receive"] += self._spent["receive"]
-                totals["transmit"] += self._spent["transmit"]
+                for field in _AIOQUIC:
+                    totals[field] += self._spent[field]
                 totals["sendto"] += ended - began
                 self._forget()
                 self._answered_at = ended
@@ -90,10 +96,10 @@ class Timeline:
             return select(selector, timeout)
 
         def timed(method: Callable[..., Any], field: str) -> Callable[..., Any]:
-            def wrapper(quic: QuicConnection, *args: Any, **kwargs: Any) -> Any:
+            def wrapper(connection: Any, *args: Any, **kwargs: Any) -> Any:
                 began = _clock()
                 try:
-                    return method(quic, *args, **kwargs)
+                    return method(connection, *args, **kwargs)
                 finally:
                     if self._start is not None:
                         self._spent[field] += _clock() - began
@@ -105,7 +111,8 @@ class Timeline:
         selectors.EpollSelector.select = timed_select  # type: ignore[method-assign,assignment]
         QuicConnection.receive_datagram = timed(receive_datagram, "receive")  # type: ignore[method-assign]
         QuicConnection.datagrams_to_send = timed(datagrams_to_send, "transmit")  # type: ignore[method-assign]
+        H3Connection.handle_event = timed(handle_event, "h3")  # type: ignore[method-assign]
 
     def _forget(self) -> None:
         self._start = None
-        self._spent = {"receive": 0, "transmit": 0}
+        self._spent = dict.fromkeys(_AIOQUIC, 0)
