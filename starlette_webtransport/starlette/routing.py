@@ -17,7 +17,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from re import Pattern
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 from starlette.convertors import Convertor
 from starlette.datastructures import URLPath
@@ -186,8 +186,10 @@ class WebTransportRoute(ExactPathRoute):
     def compiled_path(self) -> tuple[Pattern[str], str, dict[str, Convertor[Any]]]:
         return self.path_regex, self.path_format, self.param_convertors
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+    def handle(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:  # type: ignore[override]
+        """The app's awaitable, returned rather than awaited here (callers only await it):
+        no frame of this route stays on the stack of a session for its whole life."""
+        return self.app(scope, receive, send)
 
 
 def resolve(routes: Sequence[BaseRoute], scope: Scope) -> tuple[BaseRoute, Scope] | None:
@@ -232,8 +234,6 @@ class WebTransportDispatcher:
         if route is None:
             log_rejection(scope, 404, "no WebTransportRoute matches the path")
             return send({"type": "webtransport.reject", "status": 404, "headers": []})
-        if type(route).handle is WebTransportRoute.handle:
-            return cast(WebTransportRoute, route).app(scope, receive, send)
         return route.handle(scope, receive, send)
 
     def _route(self, scope: Scope) -> BaseRoute | None:
