@@ -506,7 +506,8 @@ class WebTransportSendStream(_StreamBase):
         await self._owner.changed(self, error=True)
 
     async def close(self) -> None:
-        """Send FIN; no-op if the sending side is already done."""
+        """Send FIN; no-op if the sending side is already done. On a bidirectional stream
+        this is a half-close: reading goes on until the peer finishes too."""
         if self._send is Side.OPEN:
             await self._send_data(b"", True)
 
@@ -535,11 +536,6 @@ class WebTransportStream(WebTransportSendStream, WebTransportReceiveStream):
 
     __slots__ = ()
     _DIRECTION = StreamDirection.BIDIRECTIONAL
-
-    async def close(self) -> None:
-        """Send FIN (half-close); reading goes on until the peer finishes too."""
-        if self._send is Side.OPEN:
-            await self._send_data(b"", True)
 
     async def abort(self, code: int = 0) -> None:
         """End both directions at once with ``code``: RESET_STREAM for our sending side and
