@@ -647,7 +647,8 @@ def versions() -> dict[str, str]:
 
 
 def run_script(name: str) -> str:
-    """An in-memory bench of ``bench/`` (no network), run as is; its output or what failed."""
+    """A script of ``bench/`` (critical_path.py, or an in-memory bench), run as is with no
+    arguments; its output or what failed."""
     script = HERE / name
     if not script.exists():
         return f"bench/{name} is not present"
